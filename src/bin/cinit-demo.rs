@@ -1,0 +1,2 @@
+//! Demo worker (being written).
+fn main() {}

@@ -1,0 +1,74 @@
+//! cinit: a container-aware process manager that runs as PID 1.
+//!
+//! Data flows one way, and each step has its own module:
+//!
+//! * `cli` reads the words, `config` merges them with the environment and
+//!   the TOML file into typed settings (nothing runs before all are valid);
+//! * `resources` reads what the kernel grants (cgroup v1/v2, affinity) and
+//!   `sizing` turns it into a worker count;
+//! * `plan` is the one value that `--dry-run` prints and the real run
+//!   executes, so the two cannot disagree;
+//! * `supervisor` runs it: pre-start steps, then the children, on a
+//!   current-thread event loop fed by `signals` (signalfd) and `reaper`
+//!   (the only caller of `waitpid`);
+//! * `process` forks and execs (`process::sys` is the one unsafe module),
+//!   `listeners` binds the shared sockets.
+//!
+//! `run` maps every error to the exit codes of SPEC section 8 in one place.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod listeners;
+pub mod log;
+pub mod plan;
+pub mod prestart;
+pub mod process;
+pub mod reaper;
+pub mod resources;
+pub mod signals;
+pub mod sizing;
+pub mod supervisor;
+
+use std::ffi::OsString;
+
+pub use error::{exit_code, Error};
+
+/// Runs the init with these arguments and returns the process exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match try_run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            e.report();
+            exit_code(&e)
+        }
+    }
+}
+
+fn try_run<I, T>(args: I) -> Result<i32, Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let (cli, matches) = cli::Cli::parse_from_args(args).map_err(Error::Usage)?;
+    let config = config::resolve(&cli, &matches, &config::ProcessEnv)?;
+    log::init(config.log_format);
+    if let Some(url) = &config.probe {
+        return supervisor::probe(url);
+    }
+    let plan = plan::Plan::build(&config)?;
+    if config.dry_run {
+        let out = if config.json {
+            plan.to_json()
+        } else {
+            plan.to_text()
+        };
+        println!("{out}");
+        return Ok(0);
+    }
+    supervisor::run(plan)
+}

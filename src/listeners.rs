@@ -1,0 +1,255 @@
+//! The `--listen` sockets: parsed addresses, bound once by the init before
+//! the first fork, and passed to every worker as fds 3, 4, ... with the
+//! systemd socket-activation variables.
+//!
+//! Invariants: the init owns each socket for its whole life (a worker that
+//! dies never closes the port, so connections wait in the backlog instead of
+//! being refused); the fds are close-on-exec and kept at numbers at or above
+//! `HIGH_FD`, so the child can `dup2` them to 3.. without clobbering one
+//! another.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// More than this many sockets is surely a mistake; it also keeps the
+/// target fds 3.. below `HIGH_FD`.
+pub const MAX_LISTENERS: usize = 32;
+/// Listening fds are moved to this number or above.
+pub const HIGH_FD: RawFd = 64;
+/// The first fd a worker receives (systemd's SD_LISTEN_FDS_START).
+pub const FIRST_FD: RawFd = 3;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ListenAddr {
+    /// `host:port`, `[::]:port`, `:port`, or a bare port; the host may be
+    /// a name, resolved when binding.
+    Tcp { host: String, port: u16 },
+    /// `unix:/path`.
+    Unix { path: PathBuf },
+}
+
+impl ListenAddr {
+    pub fn parse(text: &str) -> Result<ListenAddr, String> {
+        let t = text.trim();
+        let bad = |why: &str| {
+            format!("`{text}` is not a listen address: {why} (use host:port, [::]:port, :port or unix:/path)")
+        };
+        if let Some(path) = t.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(bad("the socket path is empty"));
+            }
+            return Ok(ListenAddr::Unix { path: path.into() });
+        }
+        let t = t.strip_prefix("tcp://").unwrap_or(t);
+        if let Ok(port) = t.parse::<u16>() {
+            return Ok(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port,
+            });
+        }
+        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+            let (h, p) = rest.split_once("]:").ok_or_else(|| bad("missing ]:port"))?;
+            if h.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("not an IPv6 address in brackets"));
+            }
+            (h.to_string(), p)
+        } else {
+            let (h, p) = t.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
+            if h.contains(':') {
+                return Err(bad("IPv6 addresses go in brackets"));
+            }
+            (if h.is_empty() { "0.0.0.0" } else { h }.to_string(), p)
+        };
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
+        Ok(ListenAddr::Tcp { host, port })
+    }
+
+    /// The name a worker sees in LISTEN_FDNAMES: no colons allowed there.
+    pub fn fd_name(&self) -> String {
+        match self {
+            ListenAddr::Tcp { port, .. } => format!("tcp-{port}"),
+            ListenAddr::Unix { path } => path
+                .file_name()
+                .map(|n| n.to_string_lossy().replace(':', "_"))
+                .unwrap_or_else(|| "unix".into()),
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
+            ListenAddr::Unix { path } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A bound, listening socket owned by the init.
+#[derive(Debug)]
+pub struct Listener {
+    pub addr: ListenAddr,
+    /// The address the kernel gave (port 0 becomes the real port).
+    pub local: String,
+    fd: OwnedFd,
+}
+
+impl Listener {
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Binds every address in order; on error nothing stays bound.
+pub fn bind_all(addrs: &[ListenAddr], backlog: u32) -> Result<Vec<Listener>, Error> {
+    addrs.iter().map(|a| bind(a, backlog)).collect()
+}
+
+fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
+    let fail = |e: std::io::Error| Error::io(format!("bind {addr}"), e);
+    let backlog =
+        socket::Backlog::new(backlog.min(i32::MAX as u32) as i32).map_err(|e| fail(e.into()))?;
+    let (fd, local) = match addr {
+        ListenAddr::Tcp { host, port } => {
+            let sa: SocketAddr = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(fail)?
+                .next()
+                .ok_or_else(|| fail(std::io::Error::other("the name has no address")))?;
+            let family = if sa.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+                .map_err(|e| fail(e.into()))?;
+            socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| fail(e.into()))?;
+            // Linux copies TCP_NODELAY to accepted sockets: `uvicorn --fd`
+            // never sets it, and without it every response waits on the
+            // peer's delayed ACK (40 ms).
+            socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).map_err(|e| fail(e.into()))?;
+            let ss = socket::SockaddrStorage::from(sa);
+            socket::bind(fd.as_raw_fd(), &ss).map_err(|e| fail(e.into()))?;
+            socket::listen(&fd, backlog).map_err(|e| fail(e.into()))?;
+            let local = socket::getsockname::<socket::SockaddrStorage>(fd.as_raw_fd())
+                .ok()
+                .and_then(|s| {
+                    s.as_sockaddr_in()
+                        .map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)).to_string())
+                        .or_else(|| {
+                            s.as_sockaddr_in6().map(|a| {
+                                SocketAddr::from(std::net::SocketAddrV6::from(*a)).to_string()
+                            })
+                        })
+                })
+                .unwrap_or_else(|| addr.to_string());
+            (fd, local)
+        }
+        ListenAddr::Unix { path } => {
+            remove_stale_socket(path);
+            let fd = socket::socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(|e| fail(e.into()))?;
+            let ua = UnixAddr::new(path.as_path()).map_err(|e| fail(e.into()))?;
+            socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail(e.into()))?;
+            socket::listen(&fd, backlog).map_err(|e| fail(e.into()))?;
+            (fd, addr.to_string())
+        }
+    };
+    let fd = crate::process::sys::move_fd_high(fd, HIGH_FD).map_err(fail)?;
+    Ok(Listener {
+        addr: addr.clone(),
+        local,
+        fd,
+    })
+}
+
+/// A socket file left by an earlier run would make bind fail with
+/// EADDRINUSE; a regular file at that path is left alone (bind reports it).
+fn remove_stale_socket(path: &std::path::Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_addresses() {
+        assert_eq!(
+            ListenAddr::parse("0.0.0.0:8000"),
+            Ok(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 8000
+            })
+        );
+        assert_eq!(
+            ListenAddr::parse(":8000"),
+            Ok(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 8000
+            })
+        );
+        assert_eq!(
+            ListenAddr::parse("8000"),
+            Ok(ListenAddr::Tcp {
+                host: "0.0.0.0".into(),
+                port: 8000
+            })
+        );
+        assert_eq!(
+            ListenAddr::parse("[::]:80"),
+            Ok(ListenAddr::Tcp {
+                host: "::".into(),
+                port: 80
+            })
+        );
+        assert_eq!(
+            ListenAddr::parse("unix:/run/app.sock"),
+            Ok(ListenAddr::Unix {
+                path: "/run/app.sock".into()
+            })
+        );
+        assert_eq!(ListenAddr::parse("[::]:80").unwrap().to_string(), "[::]:80");
+        for bad in [
+            "",
+            "host",
+            "host:http",
+            ":99999",
+            "::1:80",
+            "unix:",
+            "[zz]:80",
+        ] {
+            assert!(ListenAddr::parse(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn binds_and_moves_high() {
+        let l = bind_all(&[ListenAddr::parse("127.0.0.1:0").unwrap()], 16).unwrap();
+        assert!(l[0].raw_fd() >= HIGH_FD);
+        assert!(l[0].local.starts_with("127.0.0.1:"));
+        assert_ne!(l[0].local, "127.0.0.1:0");
+    }
+}

@@ -1,0 +1,519 @@
+//! The Plan: what the init will do and why, decided before anything runs.
+//!
+//! `Plan::build` is pure apart from reading the resource files: it binds no
+//! socket, runs no step and starts no process, so `--dry-run` works as an
+//! ordinary user anywhere. The same value is printed by the dry run and
+//! executed by `supervisor::run`, so the two cannot disagree.
+//!
+//! The JSON form (`--dry-run --json`) is a documented, stable document:
+//! see docs/plan.md. Fields are only ever added; `schema` says which
+//! version a reader gets.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::config::values::{format_bytes, format_duration};
+use crate::config::{
+    Config, ConfigError, LogFormat, RestartPolicy, Signal, SignalRule, StepConfig, Workers,
+};
+use crate::listeners::ListenAddr;
+use crate::resources::{self, HostFacts, Resources};
+use crate::sizing::{self, Sizing, SizingInput};
+
+/// Version of the JSON document; bumped only for incompatible changes.
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub schema: u32,
+    /// "plain" (one child, tini-like) or "workers".
+    pub mode: Mode,
+    /// The command, lossily as UTF-8 for printing.
+    pub command: Vec<String>,
+    #[serde(skip)]
+    pub argv: Vec<OsString>,
+    pub workers: WorkerPlan,
+    pub resources: Resources,
+    pub listen: Vec<ListenPlan>,
+    pub backlog: u32,
+    pub steps: Vec<StepPlan>,
+    pub restart: RestartPlan,
+    pub shutdown: ShutdownPlan,
+    pub signals: SignalPlan,
+    /// How orphans are collected: "pid1" or "subreaper".
+    pub reaper: &'static str,
+    pub log_format: LogFormat,
+    pub config_file: Option<PathBuf>,
+    pub warnings: Vec<String>,
+    /// What HUP needs to size again with fresh limits.
+    #[serde(skip)]
+    pub resize: Option<(PathBuf, SizingInput)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Plain,
+    Workers,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerPlan {
+    pub count: u32,
+    /// Where the count came from: "plain mode", "--workers", "environment
+    /// variable WEB_CONCURRENCY", "auto", ...
+    pub source: String,
+    /// The sizing decision, for `auto`.
+    pub sizing: Option<Sizing>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ListenPlan {
+    pub address: ListenAddr,
+    /// The fd a worker receives it as.
+    pub fd: i32,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepPlan {
+    WaitFor {
+        url: String,
+        #[serde(serialize_with = "secs")]
+        timeout: Duration,
+    },
+    Run {
+        argv: Vec<String>,
+        #[serde(serialize_with = "secs")]
+        timeout: Duration,
+    },
+    Dir {
+        path: PathBuf,
+        #[serde(serialize_with = "secs")]
+        timeout: Duration,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestartPlan {
+    pub policy: RestartPolicy,
+    #[serde(serialize_with = "secs")]
+    pub min_uptime: Duration,
+    #[serde(serialize_with = "secs")]
+    pub backoff_initial: Duration,
+    #[serde(serialize_with = "secs")]
+    pub backoff_max: Duration,
+    pub crash_loop: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ShutdownPlan {
+    #[serde(serialize_with = "secs")]
+    pub delay: Duration,
+    /// None in plain mode without --stop-signal: the signal received is
+    /// passed on as it is (tini's behaviour).
+    pub stop_signal: Option<Signal>,
+    #[serde(serialize_with = "secs")]
+    pub graceful_timeout: Duration,
+    /// The longest a shutdown can take: delay + graceful timeout. Keep it
+    /// below Docker's stop timeout / Kubernetes' grace period.
+    #[serde(serialize_with = "secs")]
+    pub budget: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SignalPlan {
+    pub shutdown: Vec<Signal>,
+    /// What HUP, TTIN and TTOU do: "rolling restart", "add a worker",
+    /// "remove a worker", or "forward".
+    pub hup: &'static str,
+    pub ttin: &'static str,
+    pub ttou: &'static str,
+    pub map: Vec<SignalRule>,
+}
+
+/// The first backoff delay; it doubles up to `backoff_max`.
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+
+fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Plan {
+    pub fn build(config: &Config) -> Result<Plan, ConfigError> {
+        Plan::build_with(config, &HostFacts::read(&config.root))
+    }
+
+    /// `build` with injected host facts, for tests.
+    pub fn build_with(config: &Config, host: &HostFacts) -> Result<Plan, ConfigError> {
+        let mut warnings = Vec::new();
+        let resources = resources::detect(&config.root, host);
+        let input = SizingInput {
+            workers_per_cpu: config.workers_per_cpu,
+            extra_workers: config.extra_workers,
+            worker_memory: config.worker_memory,
+            memory_reserve: config.memory_reserve,
+            min_workers: config.min_workers,
+            max_workers: config.max_workers,
+            cpus_override: config.cpus,
+            memory_override: config.memory,
+        };
+        let (mode, workers, resize) = match config.workers {
+            None => (
+                Mode::Plain,
+                WorkerPlan {
+                    count: 1,
+                    source: "plain mode (no --workers)".into(),
+                    sizing: None,
+                },
+                None,
+            ),
+            Some(Workers::Fixed(n)) => (
+                Mode::Workers,
+                WorkerPlan {
+                    count: n,
+                    source: config
+                        .workers_origin
+                        .clone()
+                        .unwrap_or_else(|| "--workers".into()),
+                    sizing: None,
+                },
+                None,
+            ),
+            Some(Workers::Auto) => {
+                let s = sizing::decide(&input, &resources);
+                (
+                    Mode::Workers,
+                    WorkerPlan {
+                        count: s.count,
+                        source: format!(
+                            "auto ({})",
+                            config
+                                .workers_origin
+                                .clone()
+                                .unwrap_or_else(|| "--workers".into())
+                        ),
+                        sizing: Some(s),
+                    },
+                    Some((config.root.clone(), input.clone())),
+                )
+            }
+        };
+
+        let listen = config
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let address = ListenAddr::parse(text).map_err(|message| ConfigError::Value {
+                    origin: "--listen".into(),
+                    message,
+                })?;
+                Ok(ListenPlan {
+                    name: address.fd_name(),
+                    address,
+                    fd: crate::listeners::FIRST_FD + i as i32,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        if mode == Mode::Plain && !listen.is_empty() {
+            warnings.push(
+                "--listen in plain mode: the one child gets the sockets as fd 3.. too".into(),
+            );
+        }
+
+        let steps = config
+            .steps
+            .iter()
+            .map(|s| match s {
+                StepConfig::WaitFor { url, timeout } => StepPlan::WaitFor {
+                    url: url.clone(),
+                    timeout: *timeout,
+                },
+                StepConfig::Run { argv, timeout } => StepPlan::Run {
+                    argv: argv.clone(),
+                    timeout: *timeout,
+                },
+                StepConfig::Dir { path, timeout } => StepPlan::Dir {
+                    path: path.clone(),
+                    timeout: *timeout,
+                },
+            })
+            .collect();
+
+        let policy = config.restart.unwrap_or(match mode {
+            Mode::Plain => RestartPolicy::Never,
+            Mode::Workers => RestartPolicy::Always,
+        });
+        let stop_signal = match (config.stop_signal, mode) {
+            (Some(s), _) => Some(s),
+            (None, Mode::Workers) => Some(Signal::TERM),
+            (None, Mode::Plain) => None,
+        };
+        let has_rule = |s: Signal| config.signal_map.iter().any(|r| r.from == s);
+        let special = |s: Signal, what: &'static str| {
+            if mode == Mode::Workers && !has_rule(s) {
+                what
+            } else {
+                "forward"
+            }
+        };
+        let budget = config.shutdown_delay + config.graceful_timeout;
+        let pid1 = nix::unistd::getpid().as_raw() == 1;
+        warnings.extend(resources.warnings.iter().cloned());
+        Ok(Plan {
+            schema: SCHEMA,
+            mode,
+            command: config
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            argv: config.command.clone(),
+            workers,
+            resources,
+            listen,
+            backlog: config.backlog,
+            steps,
+            restart: RestartPlan {
+                policy,
+                min_uptime: config.min_uptime,
+                backoff_initial: BACKOFF_INITIAL,
+                backoff_max: config.backoff_max,
+                crash_loop: config.crash_loop,
+            },
+            shutdown: ShutdownPlan {
+                delay: config.shutdown_delay,
+                stop_signal,
+                graceful_timeout: config.graceful_timeout,
+                budget,
+            },
+            signals: SignalPlan {
+                shutdown: vec![Signal::TERM, Signal::INT, Signal::QUIT],
+                hup: special(Signal::HUP, "rolling restart"),
+                ttin: special(Signal::TTIN, "add a worker"),
+                ttou: special(Signal::TTOU, "remove a worker"),
+                map: config.signal_map.clone(),
+            },
+            reaper: if pid1 { "pid1" } else { "subreaper" },
+            log_format: config.log_format,
+            config_file: config.file.clone(),
+            warnings,
+            resize,
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// The plan for a person: numbers, where they came from, the formula.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let r = &self.resources;
+        let _ = writeln!(o, "cinit plan (dry run: nothing was started)");
+        let _ = writeln!(o);
+        let _ = writeln!(o, "command     {}", shell_join(&self.command));
+        let _ = writeln!(
+            o,
+            "mode        {}",
+            match self.mode {
+                Mode::Plain => "plain: one child, exit code passed through",
+                Mode::Workers => "workers: supervised copies of the command",
+            }
+        );
+        if let Some(f) = &self.config_file {
+            let _ = writeln!(o, "config      {}", f.display());
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(o, "resources   (cgroup {})", r.cgroup);
+        let _ = writeln!(
+            o,
+            "  cpus      {}  from {}",
+            trim_f(r.cpus.value),
+            r.cpus.source
+        );
+        match &r.memory {
+            Some(m) => {
+                let _ = writeln!(
+                    o,
+                    "  memory    {}  from {}",
+                    format_bytes(m.value),
+                    m.source
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  memory    no limit{}",
+                    r.host
+                        .mem_total
+                        .map(|t| format!(" (host has {})", format_bytes(t)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        let _ = writeln!(o, "  host      {} cpus online", r.host.online_cpus);
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "workers     {}  ({})",
+            self.workers.count, self.workers.source
+        );
+        if let Some(s) = &self.workers.sizing {
+            let _ = writeln!(
+                o,
+                "  cpus      {}  from {}",
+                trim_f(s.cpus.value),
+                s.cpus.source
+            );
+            if let Some(m) = &s.memory {
+                let _ = writeln!(
+                    o,
+                    "  memory    {}  from {}",
+                    format_bytes(m.value),
+                    m.source
+                );
+            }
+            for line in s.formula.lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+            let _ = writeln!(o, "  limited by {}", s.limited_by);
+        }
+        let _ = writeln!(o);
+        if self.listen.is_empty() {
+            let _ = writeln!(o, "listen      none (the command binds its own sockets)");
+        } else {
+            let _ = writeln!(
+                o,
+                "listen      backlog {}, TCP_NODELAY on TCP",
+                self.backlog
+            );
+            for l in &self.listen {
+                let _ = writeln!(
+                    o,
+                    "  fd {}      {}  (LISTEN_FDNAMES {})",
+                    l.fd, l.address, l.name
+                );
+            }
+        }
+        let _ = writeln!(o);
+        if self.steps.is_empty() {
+            let _ = writeln!(o, "pre-start   none");
+        } else {
+            let _ = writeln!(o, "pre-start   in this order, each must succeed:");
+            for (i, s) in self.steps.iter().enumerate() {
+                let line = match s {
+                    StepPlan::WaitFor { url, timeout } => {
+                        format!("wait for {url}  (timeout {})", format_duration(*timeout))
+                    }
+                    StepPlan::Run { argv, timeout } => {
+                        format!(
+                            "run {}  (timeout {})",
+                            shell_join(argv),
+                            format_duration(*timeout)
+                        )
+                    }
+                    StepPlan::Dir { path, timeout } => format!(
+                        "run the executables in {} in name order  (timeout {} each)",
+                        path.display(),
+                        format_duration(*timeout)
+                    ),
+                };
+                let _ = writeln!(o, "  {}. {line}", i + 1);
+            }
+        }
+        let _ = writeln!(o);
+        let rs = &self.restart;
+        let _ = writeln!(
+            o,
+            "restart     {}; backoff {} doubling to {}; crash loop after {} exits within {} of start",
+            serde_json::to_value(rs.policy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            format_duration(rs.backoff_initial),
+            format_duration(rs.backoff_max),
+            rs.crash_loop,
+            format_duration(rs.min_uptime)
+        );
+        let sd = &self.shutdown;
+        let stop = sd
+            .stop_signal
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "the signal received".into());
+        let _ = writeln!(
+            o,
+            "shutdown    on SIGTERM/SIGINT/SIGQUIT: serve {} more, send {stop}, wait {}, then SIGKILL; \
+             leftover processes likewise (at most {} in all)",
+            format_duration(sd.delay),
+            format_duration(sd.graceful_timeout),
+            format_duration(sd.budget)
+        );
+        let _ = writeln!(
+            o,
+            "signals     HUP: {}; TTIN: {}; TTOU: {}; every other signal is forwarded{}",
+            self.signals.hup,
+            self.signals.ttin,
+            self.signals.ttou,
+            if self.signals.map.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (rewritten: {})",
+                    self.signals
+                        .map
+                        .iter()
+                        .map(|r| format!(
+                            "{}->{}",
+                            r.from.name(),
+                            r.to.map(|t| t.name()).unwrap_or_else(|| "dropped".into())
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        let _ = writeln!(
+            o,
+            "reaper      {}",
+            if self.reaper == "pid1" {
+                "PID 1: every orphan in the container is reaped"
+            } else {
+                "child subreaper: orphans of the command are reaped"
+            }
+        );
+        if !self.warnings.is_empty() {
+            let _ = writeln!(o);
+            for w in &self.warnings {
+                let _ = writeln!(o, "warning: {w}");
+            }
+        }
+        o.trim_end().to_string()
+    }
+}
+
+fn trim_f(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Words joined for display, quoted where a shell would need it.
+fn shell_join(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,347 @@
+//! The one module with `unsafe`: fork and exec, and raw fd numbers.
+//!
+//! Everything the child needs is allocated before `fork`: the program path,
+//! `argv`, `envp` (with a `LISTEN_PID=` slot the child fills in with its
+//! own pid, since `std::process::Command` would fix the environment before
+//! the fork), and the fds to pass. Between `fork` and `execve` the child
+//! calls only async-signal-safe functions: `setpgid`, `tcsetpgrp`,
+//! `sigaction`, `dup2`, `getpid`, `sigprocmask`, `execve`, `write`,
+//! `_exit`. An exec failure travels back to the parent through a
+//! close-on-exec pipe as the `errno` value.
+#![allow(unsafe_code)]
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::ptr;
+
+use nix::unistd::Pid;
+
+/// A child ready to be forked: every byte it needs is already allocated.
+pub struct Prepared {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp: Vec<Vec<u8>>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// Index in `envp` of the `LISTEN_PID=` entry to fill in after fork.
+    listen_pid: Option<usize>,
+    /// Sockets to place at fds 3, 4, ... in the child (each at or above
+    /// `listeners::HIGH_FD`, so no `dup2` clobbers another source).
+    fds: Vec<RawFd>,
+    new_pgroup: bool,
+    foreground: bool,
+}
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+/// Room for the decimal pid and the NUL.
+const PID_ROOM: usize = 21;
+
+impl Prepared {
+    /// `env` is the child's whole environment; when `pass_fds` is not empty,
+    /// `LISTEN_PID` is added and set to the child's pid after the fork.
+    pub fn new(
+        path: &OsStr,
+        argv: &[&OsStr],
+        env: &[(Vec<u8>, Vec<u8>)],
+        pass_fds: &[RawFd],
+        new_pgroup: bool,
+        foreground: bool,
+    ) -> io::Result<Prepared> {
+        let cstr = |b: &[u8]| {
+            CString::new(b).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in an argument")
+            })
+        };
+        let path = cstr(path.as_bytes())?;
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| cstr(a.as_bytes()))
+            .collect::<Result<_, _>>()?;
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(ptr::null());
+
+        let mut envp: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 1);
+        for (k, v) in env {
+            if k.contains(&0) || v.contains(&0) || k.contains(&b'=') {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a bad environment variable",
+                ));
+            }
+            let mut e = Vec::with_capacity(k.len() + v.len() + 2);
+            e.extend_from_slice(k);
+            e.push(b'=');
+            e.extend_from_slice(v);
+            e.push(0);
+            envp.push(e);
+        }
+        let listen_pid = (!pass_fds.is_empty()).then(|| {
+            let mut e = LISTEN_PID.to_vec();
+            e.resize(LISTEN_PID.len() + PID_ROOM, 0);
+            envp.push(e);
+            envp.len() - 1
+        });
+        let mut envp_ptrs: Vec<*const libc::c_char> = envp
+            .iter()
+            .map(|e| e.as_ptr() as *const libc::c_char)
+            .collect();
+        envp_ptrs.push(ptr::null());
+        Ok(Prepared {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            envp,
+            envp_ptrs,
+            listen_pid,
+            fds: pass_fds.to_vec(),
+            new_pgroup,
+            foreground,
+        })
+    }
+
+    /// Forks and execs. `Ok(pid)` once the exec succeeded; `Err(errno)`
+    /// when it failed (the child is then already gone and reaped).
+    pub fn spawn(&mut self) -> Result<Pid, io::Error> {
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        // Raw pointers are taken before the fork so the child touches no
+        // allocator: it only writes into memory that already exists.
+        let listen_pid_buf = self
+            .listen_pid
+            .map(|i| self.envp[i].as_mut_ptr())
+            .unwrap_or(ptr::null_mut());
+        // SAFETY: the child branch below calls only async-signal-safe
+        // functions on memory allocated before the fork, then execs or
+        // `_exit`s; it never returns into Rust code that could allocate or
+        // take a lock.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: async-signal-safe calls only (see the module doc).
+            unsafe { self.child(wr.as_raw_fd(), listen_pid_buf) }
+        }
+        drop(wr);
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        loop {
+            match nix::unistd::read(&rd, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if got == errno.len() {
+                        break;
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if got == errno.len() {
+            // The child failed before exec and has `_exit`ed: collect it now
+            // so its status never reaches the reaper as an unknown pid.
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+            return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+        }
+        Ok(Pid::from_raw(pid))
+    }
+
+    /// The child between fork and exec.
+    ///
+    /// # Safety
+    /// Must be called only in the child right after `fork`.
+    unsafe fn child(&self, err_fd: RawFd, listen_pid_buf: *mut u8) -> ! {
+        // SAFETY: all of these are async-signal-safe system calls on
+        // memory that was allocated before the fork.
+        unsafe {
+            if self.new_pgroup {
+                libc::setpgid(0, 0);
+            }
+            if self.foreground {
+                // Signals are still blocked, so SIGTTOU cannot stop us even
+                // when we are not yet the foreground group. ENOTTY/ENXIO
+                // (no controlling terminal) are fine.
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+            // Default dispositions for every signal: Rust ignores SIGPIPE,
+            // and the init's parent may have ignored others.
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            for sig in 1..libc::SIGRTMAX() + 1 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::sigaction(sig, &dfl, ptr::null_mut());
+                }
+            }
+            for (i, &fd) in self.fds.iter().enumerate() {
+                if libc::dup2(fd, super::super::listeners::FIRST_FD + i as RawFd) < 0 {
+                    fail(err_fd);
+                }
+            }
+            if !listen_pid_buf.is_null() {
+                write_decimal(listen_pid_buf.add(LISTEN_PID.len()), libc::getpid() as u64);
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut());
+            libc::execve(
+                self.path.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+            fail(err_fd)
+        }
+    }
+}
+
+/// Reports errno to the parent and exits the child.
+///
+/// # Safety
+/// Only in the forked child.
+unsafe fn fail(err_fd: RawFd) -> ! {
+    // SAFETY: errno location, write and _exit are async-signal-safe.
+    unsafe {
+        let e = (*libc::__errno_location()).to_ne_bytes();
+        libc::write(err_fd, e.as_ptr() as *const libc::c_void, e.len());
+        libc::_exit(127)
+    }
+}
+
+/// Writes `n` in decimal and a NUL at `buf` (which has `PID_ROOM` bytes).
+///
+/// # Safety
+/// `buf` must point to at least `PID_ROOM` writable bytes.
+unsafe fn write_decimal(buf: *mut u8, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: len <= 20 < PID_ROOM, guaranteed by the caller's buffer.
+        unsafe { *buf.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: as above; index len <= 20 < PID_ROOM.
+    unsafe { *buf.add(len) = 0 };
+}
+
+/// A signal set holding `signals`, realtime numbers included (nix's own
+/// `SigSet::add` takes only the named signals).
+pub fn sigset(signals: impl Iterator<Item = i32>) -> nix::sys::signal::SigSet {
+    // SAFETY: sigemptyset initialises the set; sigaddset writes only inside
+    // it and rejects invalid numbers with an error we can ignore.
+    unsafe {
+        let mut raw: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut raw);
+        for sig in signals {
+            libc::sigaddset(&mut raw, sig);
+        }
+        nix::sys::signal::SigSet::from_sigset_t_unchecked(raw)
+    }
+}
+
+/// Registers an fd the caller owns with the event loop for reading.
+pub fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `inner` owns its fd (a signalfd or a socket created by the
+    // init), which stays open and unchanged until the AsyncFd is dropped.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE)
+            .map_err(io::Error::from)
+    }
+}
+
+/// Moves `fd` to the lowest free number at or above `min`, close-on-exec.
+pub fn move_fd_high(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: fcntl just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Marks every fd from 3 up close-on-exec, so that whatever the init
+/// inherited from its parent is not passed on to its children.
+pub fn cloexec_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags; it
+    // closes nothing and touches no memory.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.11: walk /proc/self/fd instead.
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a number that may or may not be open is
+        // harmless: it changes a flag or fails with EBADF.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Resolves `program` the way `execvp` would, with the child's PATH.
+/// `Err` carries ENOENT when nothing was found and EACCES when only
+/// non-executable files were.
+pub fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = std::path::Path::new(program);
+    if program.as_bytes().contains(&b'/') {
+        return Ok(p.to_path_buf());
+    }
+    if program.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    let default = OsStr::new("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut saw_eacces = false;
+    for dir in std::env::split_paths(path_var.unwrap_or(default)) {
+        let dir = if dir.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            dir
+        };
+        let candidate = dir.join(p);
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => return Ok(candidate),
+            Ok(_) => saw_eacces = true,
+            Err(_) => {}
+        }
+    }
+    Err(io::Error::from_raw_os_error(if saw_eacces {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal() {
+        let mut buf = [0xffu8; PID_ROOM];
+        // SAFETY: buf has PID_ROOM bytes.
+        unsafe { write_decimal(buf.as_mut_ptr(), 4194304) };
+        assert_eq!(&buf[..8], b"4194304\0");
+        // SAFETY: as above.
+        unsafe { write_decimal(buf.as_mut_ptr(), 0) };
+        assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn finds_programs() {
+        assert!(find_program(OsStr::new("sh"), None).is_ok());
+        let e = find_program(OsStr::new("no-such-program-cinit"), None).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+}
