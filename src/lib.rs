@@ -70,5 +70,6 @@ where
         println!("{out}");
         return Ok(0);
     }
+    log::set_quiet(plan.mode == plan::Mode::Plain);
     supervisor::run(plan)
 }

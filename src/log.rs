@@ -11,9 +11,16 @@ use serde_json::{Map, Value};
 use crate::config::LogFormat;
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+static QUIET: OnceLock<bool> = OnceLock::new();
 
 pub fn init(format: LogFormat) {
     let _ = FORMAT.set(format);
+}
+
+/// Plain mode is tini's territory: a child that starts and exits is not
+/// news, so only warnings and errors are printed there.
+pub fn set_quiet(quiet: bool) {
+    let _ = QUIET.set(quiet);
 }
 
 fn format() -> LogFormat {
@@ -22,6 +29,9 @@ fn format() -> LogFormat {
 
 /// Logs `event` with a human message and machine fields.
 pub fn event(level: &str, event: &str, message: &str, fields: &[(&str, Value)]) {
+    if level == "info" && *QUIET.get().unwrap_or(&false) {
+        return;
+    }
     let line = match format() {
         LogFormat::Text => format!("cinit: {message}\n"),
         LogFormat::Json => {

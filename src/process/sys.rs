@@ -256,6 +256,13 @@ pub fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<tokio::io::unix
     }
 }
 
+/// `kill(2)` with a raw signal number (realtime signals have no nix enum
+/// value); errors such as ESRCH are ignored by design.
+pub fn kill_raw(pid: i32, sig: i32) {
+    // SAFETY: kill takes plain integers and touches no memory.
+    unsafe { libc::kill(pid, sig) };
+}
+
 /// Moves `fd` to the lowest free number at or above `min`, close-on-exec.
 pub fn move_fd_high(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
