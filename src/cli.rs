@@ -168,8 +168,24 @@ impl Cli {
         T: Into<OsString> + Clone,
     {
         use clap::{CommandFactory, FromArgMatches};
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut cmd = Cli::command();
+        let matches = cmd.try_get_matches_from_mut(args.iter().cloned())?;
         let cli = Cli::from_arg_matches(&matches)?;
+        // clap takes an unknown `--flag` as the first word of COMMAND; a
+        // command that starts with `-` must come after `--`.
+        if let (Some(first), Some(i)) = (cli.command.first(), matches.index_of("command")) {
+            let explicit = i > 0 && args.get(i - 1).is_some_and(|a| a == "--");
+            if first.to_string_lossy().starts_with('-') && !explicit {
+                return Err(cmd.error(
+                    clap::error::ErrorKind::UnknownArgument,
+                    format!(
+                        "unknown option `{}` (a command that starts with - goes after --)",
+                        first.to_string_lossy()
+                    ),
+                ));
+            }
+        }
         Ok((cli, matches))
     }
 }

@@ -166,12 +166,19 @@ impl Prepared {
                 libc::tcsetpgrp(0, libc::getpid());
             }
             // Default dispositions for every signal: Rust ignores SIGPIPE,
-            // and the init's parent may have ignored others.
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            for sig in 1..libc::SIGRTMAX() + 1 {
+            // and the init's parent may have ignored others. The raw system
+            // call, because libc's wrapper refuses the realtime signals it
+            // reserves (32, 33), which glibc's posix_spawn leaves ignored.
+            let dfl = KernelSigaction::default();
+            for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::sigaction(sig, &dfl, ptr::null_mut());
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        &dfl as *const KernelSigaction,
+                        ptr::null_mut::<KernelSigaction>(),
+                        8usize,
+                    );
                 }
             }
             for (i, &fd) in self.fds.iter().enumerate() {
@@ -193,6 +200,17 @@ impl Prepared {
             fail(err_fd)
         }
     }
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (the x86_64
+/// layout): all zero is SIG_DFL with no flags and an empty mask.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
 }
 
 /// Reports errno to the parent and exits the child.

@@ -1126,7 +1126,7 @@ mod tests {
     fn crash_loop_stops_everything_and_exits_1() {
         let (mut m, t0) = running(2, Mode::Workers);
         let mut t = t0;
-                m.exited(pid(100), Status::Exited(3), t);
+        m.exited(pid(100), Status::Exited(3), t);
         for p in 300..302 {
             t = m.next_deadline().unwrap();
             m.tick(t);

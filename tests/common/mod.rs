@@ -1,0 +1,288 @@
+//! Shared helpers for the end-to-end tests: run the real `init` binary as
+//! PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`) or as
+//! a plain child, read its output with deadlines, and wait on conditions.
+//! No test here sleeps for a fixed time to let something happen.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+pub const INIT: &str = env!("CARGO_BIN_EXE_init");
+
+/// A generous deadline for anything that should happen "promptly".
+pub const PROMPT: Duration = Duration::from_secs(20);
+
+pub fn is_root() -> bool {
+    // SAFETY-free: /proc says who we are.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// True when `unshare --pid` works here; tests that need PID 1 skip loudly
+/// otherwise (they never pass silently).
+pub fn can_unshare() -> bool {
+    Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn require_pid1() -> bool {
+    if !can_unshare() {
+        eprintln!("SKIPPED: `unshare --pid --fork --mount-proc` is not available (needs root)");
+        return false;
+    }
+    true
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > end {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running init (directly, or under unshare) with its output streamed
+/// line by line.
+pub struct Running {
+    pub child: Child,
+    /// The init's own pid as seen from here.
+    pub init_pid: i32,
+    stdout: Receiver<String>,
+    stderr_lines: Receiver<String>,
+    pub stderr_seen: Vec<String>,
+    pub stdout_seen: Vec<String>,
+}
+
+fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            match line {
+                Ok(l) => {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+impl Running {
+    /// Starts `init ARGS` as PID 1 of a new PID namespace.
+    pub fn pid1(args: &[&str]) -> Running {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", INIT])
+            .args(args);
+        Running::start(cmd, true)
+    }
+
+    /// Starts `init ARGS` as an ordinary child of the test.
+    pub fn plain(args: &[&str]) -> Running {
+        let mut cmd = Command::new(INIT);
+        cmd.args(args);
+        Running::start(cmd, false)
+    }
+
+    pub fn start(mut cmd: Command, under_unshare: bool) -> Running {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start init");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr_lines = lines(child.stderr.take().unwrap());
+        let init_pid = if under_unshare {
+            let p = child.id();
+            let mut found = 0;
+            wait_until("unshare to fork the init", PROMPT, || {
+                found = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+                    .unwrap_or(0);
+                found != 0
+            });
+            found
+        } else {
+            child.id() as i32
+        };
+        Running {
+            child,
+            init_pid,
+            stdout,
+            stderr_lines,
+            stderr_seen: Vec::new(),
+            stdout_seen: Vec::new(),
+        }
+    }
+
+    /// The next stdout line, or a panic after `timeout`.
+    pub fn line(&mut self, timeout: Duration) -> String {
+        match self.stdout.recv_timeout(timeout) {
+            Ok(l) => {
+                self.stdout_seen.push(l.clone());
+                l
+            }
+            Err(_) => {
+                let stderr = self.drain_stderr();
+                panic!(
+                    "no stdout line within {timeout:?}; stdout so far {:?}, stderr {stderr:?}",
+                    self.stdout_seen
+                )
+            }
+        }
+    }
+
+    /// Reads stdout until a line satisfies `pred`.
+    pub fn line_matching(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let l = self.line(left.max(Duration::from_millis(1)));
+            if pred(&l) {
+                return l;
+            }
+        }
+    }
+
+    /// Reads stderr until a line contains `needle`.
+    pub fn stderr_line(&mut self, timeout: Duration, needle: &str) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self
+                .stderr_lines
+                .recv_timeout(left.max(Duration::from_millis(1)))
+            {
+                Ok(l) => {
+                    self.stderr_seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line with {needle:?} within {timeout:?}; stderr so far {:?}",
+                    self.stderr_seen
+                ),
+            }
+        }
+    }
+
+    pub fn drain_stderr(&mut self) -> Vec<String> {
+        while let Ok(l) = self.stderr_lines.try_recv() {
+            self.stderr_seen.push(l);
+        }
+        self.stderr_seen.clone()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY-free: nix::sys::signal::kill needs an enum; use the raw
+        // `kill` command for realtime numbers.
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.init_pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "failed to send signal {sig} to {}", self.init_pid);
+    }
+
+    /// Waits for the init to exit; panics (after killing it) past `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                // Give the reader threads the last lines.
+                while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(200)) {
+                    self.stderr_seen.push(l);
+                }
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!(
+                    "init did not exit within {timeout:?}; stderr {:?}",
+                    self.drain_stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn code(&mut self, timeout: Duration) -> i32 {
+        let s = self.wait(timeout);
+        s.code()
+            .unwrap_or_else(|| panic!("init ended without a code: {s:?}"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `init ARGS` to completion and returns (code, stdout, stderr).
+pub fn run(args: &[&str], pid1: bool) -> (i32, String, String) {
+    let mut cmd = if pid1 {
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--mount-proc", INIT]);
+        c
+    } else {
+        Command::new(INIT)
+    };
+    let out = cmd
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run init");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "cinit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
