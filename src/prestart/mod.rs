@@ -66,6 +66,7 @@ pub async fn wait_for(
     let mut delay = FIRST_DELAY;
     let mut attempt: u32 = 0;
     let mut last_report: Option<Instant> = None;
+    let mut last_error: Option<String> = None;
     loop {
         attempt = attempt.saturating_add(1);
         let remaining = time_left(deadline, Instant::now());
@@ -74,10 +75,19 @@ pub async fn wait_for(
         } else {
             remaining.min(MAX_ATTEMPT)
         };
-        let last_error = match probe(target, bound).await {
-            Ok(()) => return Ok(start.elapsed()),
-            Err(e) => e,
+        let error = match tokio::time::timeout(bound, probe::attempt(target)).await {
+            Ok(Ok(())) => return Ok(start.elapsed()),
+            Ok(Err(e)) => e,
+            // The overall deadline cut this attempt short (the last one is
+            // often left only a few milliseconds): "no answer within 12ms"
+            // would hide what the earlier attempts said (HTTP 500,
+            // refused...), so that stays the last error.
+            Err(_) => match last_error.take() {
+                Some(earlier) if bound < MAX_ATTEMPT => earlier,
+                _ => probe::no_answer(bound),
+            },
         };
+        let error: &str = last_error.insert(error);
 
         let now = Instant::now();
         if last_report.map_or(true, |at| now.duration_since(at) >= REPORT_EVERY) {
@@ -85,14 +95,14 @@ pub async fn wait_for(
             progress(&Progress {
                 attempt,
                 elapsed: now.duration_since(start),
-                last_error: last_error.clone(),
+                last_error: error.to_string(),
             });
         }
 
         let remaining = time_left(deadline, now);
         if remaining.is_zero() {
             return Err(format!(
-                "{target} did not answer within {} ({attempt} {}); last error: {last_error}",
+                "{target} did not answer within {} ({attempt} {}); last error: {error}",
                 format_duration(round(now.duration_since(start))),
                 if attempt == 1 { "attempt" } else { "attempts" },
             ));

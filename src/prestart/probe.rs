@@ -31,14 +31,17 @@ const MAX_HEAD: u64 = 16 * 1024;
 pub async fn probe(target: &Target, attempt_timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(attempt_timeout, attempt(target)).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "no answer within {}",
-            format_duration(attempt_timeout)
-        )),
+        Err(_) => Err(no_answer(attempt_timeout)),
     }
 }
 
-async fn attempt(target: &Target) -> Result<(), String> {
+pub(super) fn no_answer(attempt_timeout: Duration) -> String {
+    format!("no answer within {}", format_duration(attempt_timeout))
+}
+
+/// One attempt without a bound: `wait_for` applies its own, to know when
+/// an attempt was cut short by the overall deadline.
+pub(super) async fn attempt(target: &Target) -> Result<(), String> {
     match target {
         Target::Tcp { host, port } => connect(host, *port).await.map(drop),
         Target::Http { host, port, path } => {
