@@ -1,0 +1,78 @@
+//! What users read: `--help`, `--version` and usage errors, compared with
+//! the files in tests/snapshots/ so a change in them is a visible diff.
+//! `UPDATE_SNAPSHOTS=1 cargo test --test cli` rewrites the files.
+
+mod common;
+
+use common::*;
+
+fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "missing snapshot {}: {e} (run with UPDATE_SNAPSHOTS=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
+    );
+}
+
+fn clean_env() -> std::process::Command {
+    let mut c = std::process::Command::new(INIT);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn help_text() {
+    let out = clean_env().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    snapshot("help.txt", &String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn version() {
+    let out = clean_env().arg("--version").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("init {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors() {
+    let mut text = String::new();
+    for args in [
+        vec!["--workers", "zero", "true"],
+        vec!["--listen", "localhost", "--workers", "2", "true"],
+        vec!["--backlog", "-3", "true"],
+        vec!["--signal-map", "TERM", "true"],
+        vec!["--min-workers", "5", "--max-workers", "2", "true"],
+        vec!["--wait-for", "https://db:5432", "true"],
+        vec!["--no-such-flag", "true"],
+        vec![],
+    ] {
+        let out = clean_env().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        text.push_str(&format!(
+            "$ init {}\n{}\n",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    snapshot("usage-errors.txt", &text);
+}
