@@ -200,7 +200,7 @@ pub fn detect(root: &Path, host: &HostFacts) -> Resources {
         }
         match locate::locate(root, controller, &lines, &mounts) {
             Ok(l) => {
-                if let Some(p) = &l.problem {
+                if let (true, Some(p)) = (warn, &l.problem) {
                     d.note(Some(controller), p);
                 }
                 Some(l)
