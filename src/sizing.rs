@@ -58,7 +58,7 @@ pub fn decide(input: &SizingInput, res: &Resources) -> Sizing {
         Some(v) => Figure {
             value: v,
             source: format!(
-                "--cpus override (detected {} from {})",
+                "--cpus override; detected {} from {}",
                 num(res.cpus.value),
                 res.cpus.source
             ),
@@ -69,7 +69,7 @@ pub fn decide(input: &SizingInput, res: &Resources) -> Sizing {
         Some(v) => Some(Figure {
             value: v,
             source: format!(
-                "--memory override (detected {})",
+                "--memory override; detected {}",
                 match &res.memory {
                     Some(m) => format!("{} from {}", format_bytes(m.value), m.source),
                     None => "no limit".into(),
@@ -280,16 +280,16 @@ mod tests {
         assert_eq!((s.cpu_bound, s.memory_bound, s.count), (9, Some(4), 4));
         assert_eq!(
             s.cpus.source,
-            "--cpus override (detected 1.5 from test cpus)"
+            "--cpus override; detected 1.5 from test cpus"
         );
         assert_eq!(
             s.memory.as_ref().unwrap().source,
-            "--memory override (detected no limit)"
+            "--memory override; detected no limit"
         );
         let s = decide(&i, &res(1.5, Some(512 << 20)));
         assert_eq!(
             s.memory.unwrap().source,
-            "--memory override (detected 512 MiB from test memory)"
+            "--memory override; detected 512 MiB from test memory"
         );
     }
 

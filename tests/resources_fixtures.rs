@@ -138,10 +138,10 @@ fn k8s_pod_limit_behind_a_private_namespace_needs_an_override() {
     assert!(s
         .cpus
         .source
-        .starts_with("--cpus override (detected 8 from affinity"));
+        .starts_with("--cpus override; detected 8 from affinity"));
     assert_eq!(
         s.memory.unwrap().source,
-        "--memory override (detected no limit)"
+        "--memory override; detected no limit"
     );
 }
 
