@@ -23,9 +23,9 @@ if [ ! -x "$INIT" ]; then
     cargo build --quiet --bin init || die "cannot build init"
 fi
 DEPS=$TARGET/debug/deps
+# num_cpus as built for this crate; without it that column reads "-".
 NUM_CPUS_RLIB=$(ls "$DEPS"/libnum_cpus-*.rlib 2>/dev/null | head -n 1) ||
     true
-[ -n "$NUM_CPUS_RLIB" ] || die "no num_cpus rlib in $DEPS (run cargo build first)"
 
 # This process's directory in a v1 hierarchy mounted at /sys/fs/cgroup/<c>.
 own() {
@@ -72,15 +72,21 @@ mkgroup() {
     CREATED="$G $CREATED"
 }
 
-# The Rust views, compiled once against the num_cpus that cinit uses.
-cat >"$WORK/views.rs" <<'EOF'
+# The Rust views, compiled once (against the num_cpus cinit was built with).
+if [ -n "$NUM_CPUS_RLIB" ]; then
+    NUM='num_cpus::get().to_string()'
+    set -- -L "dependency=$DEPS" --extern "num_cpus=$NUM_CPUS_RLIB"
+else
+    NUM='String::from("-")'
+    set --
+fi
+cat >"$WORK/views.rs" <<EOF
 fn main() {
     let std = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("{} {}", std, num_cpus::get());
+    println!("{} {}", std, $NUM);
 }
 EOF
-rustc --edition 2021 -O -o "$WORK/views" "$WORK/views.rs" \
-    -L "dependency=$DEPS" --extern "num_cpus=$NUM_CPUS_RLIB" 2>"$WORK/rustc.log" ||
+rustc --edition 2021 -O -o "$WORK/views" "$WORK/views.rs" "$@" 2>"$WORK/rustc.log" ||
     die "rustc failed: $(cat "$WORK/rustc.log")"
 
 # inside CPU_DIR CPUSET_DIR MEM_DIR CMD...: run CMD with its own pid in the
