@@ -67,7 +67,10 @@ where
         } else {
             plan.to_text()
         };
-        println!("{out}");
+        // A closed pipe (`init --dry-run | head`) is not an error worth a
+        // panic: write and ignore the outcome.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "{out}");
         return Ok(0);
     }
     log::set_quiet(plan.mode == plan::Mode::Plain);

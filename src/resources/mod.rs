@@ -54,7 +54,7 @@ impl HostFacts {
     /// The facts of this process: the affinity mask of the live process
     /// (a syscall cannot be redirected), `/proc/meminfo` and
     /// `/sys/devices/system/cpu/online` read under `root`. The online count
-    /// falls back to the affinity count, then 1.
+    /// falls back to the affinity count, then to `num_cpus`.
     pub fn read(root: &Path) -> HostFacts {
         let affinity_cpus = affinity_count();
         let online_cpus = std::fs::read_to_string(under(root, "/sys/devices/system/cpu/online"))
@@ -62,7 +62,9 @@ impl HostFacts {
             .and_then(|t| limits::count_cpu_list(&t).ok())
             .filter(|&n| n > 0)
             .or(affinity_cpus)
-            .unwrap_or(1);
+            // num_cpus is the fallback only: it cannot say which cgroup
+            // level a figure came from, and older versions misread quotas.
+            .unwrap_or_else(num_cpus::get);
         let mem_total = std::fs::read_to_string(under(root, "/proc/meminfo"))
             .ok()
             .and_then(|t| limits::meminfo_total(&t));
