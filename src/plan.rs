@@ -84,17 +84,17 @@ pub struct ListenPlan {
 pub enum StepPlan {
     WaitFor {
         url: String,
-        #[serde(serialize_with = "secs")]
+        #[serde(serialize_with = "secs", rename = "timeout_s")]
         timeout: Duration,
     },
     Run {
         argv: Vec<String>,
-        #[serde(serialize_with = "secs")]
+        #[serde(serialize_with = "secs", rename = "timeout_s")]
         timeout: Duration,
     },
     Dir {
         path: PathBuf,
-        #[serde(serialize_with = "secs")]
+        #[serde(serialize_with = "secs", rename = "timeout_s")]
         timeout: Duration,
     },
 }
@@ -102,27 +102,27 @@ pub enum StepPlan {
 #[derive(Clone, Debug, Serialize)]
 pub struct RestartPlan {
     pub policy: RestartPolicy,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "min_uptime_s")]
     pub min_uptime: Duration,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "backoff_initial_s")]
     pub backoff_initial: Duration,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "backoff_max_s")]
     pub backoff_max: Duration,
     pub crash_loop: u32,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ShutdownPlan {
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "delay_s")]
     pub delay: Duration,
     /// None in plain mode without --stop-signal: the signal received is
     /// passed on as it is (tini's behaviour).
     pub stop_signal: Option<Signal>,
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "graceful_timeout_s")]
     pub graceful_timeout: Duration,
     /// The longest a shutdown can take: delay + graceful timeout. Keep it
     /// below Docker's stop timeout / Kubernetes' grace period.
-    #[serde(serialize_with = "secs")]
+    #[serde(serialize_with = "secs", rename = "budget_s")]
     pub budget: Duration,
 }
 
