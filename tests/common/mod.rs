@@ -286,3 +286,43 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// One HTTP/1.0 GET to 127.0.0.1:port with a deadline; returns (status,
+/// body) or the error (a refused connection is an error).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("not HTTP: {buf:?}"))?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The port from cinit's `listening on 127.0.0.1:PORT` log line.
+pub fn listening_port(r: &mut Running) -> u16 {
+    let line = r.stderr_line(PROMPT, "listening on ");
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
+/// A JSON number field from a flat JSON body: `"pid":123`.
+pub fn json_field(body: &str, key: &str) -> Option<i64> {
+    let pat = format!("\"{key}\":");
+    let rest = body.split(&pat).nth(1)?.trim_start();
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}

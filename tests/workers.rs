@@ -1,0 +1,277 @@
+//! Worker mode end to end, with the real binary as PID 1 and the demo
+//! worker (`cinit-demo serve`) on the shared socket, answered through a
+//! real HTTP client.
+
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEMO: &str = env!("CARGO_BIN_EXE_cinit-demo");
+
+/// (pid, worker slot) of whoever answers one request.
+fn who(port: u16) -> Result<(i64, i64), String> {
+    let (status, body) = http_get(port, "/")?;
+    if status != 200 {
+        return Err(format!("status {status}: {body}"));
+    }
+    Ok((
+        json_field(&body, "pid").ok_or("no pid")?,
+        json_field(&body, "worker").ok_or("no worker")?,
+    ))
+}
+
+/// Requests until every slot in 0..n has answered; returns slot -> pid.
+fn slots(port: u16, n: usize) -> BTreeMap<i64, i64> {
+    let mut seen = BTreeMap::new();
+    wait_until(&format!("{n} workers to answer"), PROMPT, || {
+        if let Ok((pid, slot)) = who(port) {
+            seen.insert(slot, pid);
+        }
+        seen.len() >= n
+    });
+    seen
+}
+
+/// A client hammering the port in the background, counting failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU32>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU32::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match http_get(port, "/") {
+                    Ok((200, _)) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((st, b)) => f.lock().unwrap().push(format!("{st} {b}")),
+                    Err(e) => f.lock().unwrap().push(e),
+                }
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u32, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        (self.ok.load(Ordering::Relaxed), self.failed.lock().unwrap().clone())
+    }
+}
+
+fn start(n: &str, extra: &[&str]) -> (Running, u16) {
+    let mut args = vec!["--workers", n, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", DEMO, "serve"]);
+    let mut r = Running::pid1(&args);
+    let port = listening_port(&mut r);
+    (r, port)
+}
+
+fn kill(pid: i64, sig: i32) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[test]
+fn workers_start_share_the_port_and_stop_cleanly() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("3", &[]);
+    let seen = slots(port, 3);
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+    let (_, body) = http_get(port, "/x").unwrap();
+    assert_eq!(json_field(&body, "workers"), Some(3), "{body}");
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+    r.drain_stderr();
+    assert!(r.stderr_seen.iter().any(|l| l.contains("SIGTERM: stopping")), "{:?}", r.stderr_seen);
+}
+
+#[test]
+fn a_killed_worker_is_replaced_in_its_slot_without_a_refused_connection() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("2", &[]);
+    let before = slots(port, 2);
+    let load = Load::start(port);
+    kill(before[&1], libc::SIGKILL);
+    let mut replaced = 0;
+    wait_until("slot 1 to answer from a new pid", PROMPT, || {
+        if let Ok((pid, 1)) = who(port) {
+            replaced = pid;
+        }
+        replaced != 0 && replaced != before[&1]
+    });
+    let (ok, failed) = load.finish();
+    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    assert!(ok > 0);
+    assert!(pid_alive(before[&0]), "slot 0 was left alone");
+    r.stderr_line(PROMPT, "worker 1 started");
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+}
+
+#[test]
+fn hup_replaces_every_worker_without_a_failed_request() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("2", &["--min-uptime", "500ms"]);
+    let before = slots(port, 2);
+    let load = Load::start(port);
+    r.signal(libc::SIGHUP);
+    wait_until("every old worker to be gone", PROMPT, || {
+        before.values().all(|&p| !pid_alive(p))
+    });
+    let after = slots(port, 2);
+    let (ok, failed) = load.finish();
+    assert!(failed.is_empty(), "failed requests during the reload: {failed:?}");
+    assert!(ok > 0);
+    for (slot, pid) in &after {
+        assert_ne!(before[slot], *pid, "slot {slot} was not replaced");
+    }
+    r.stderr_line(PROMPT, "worker 1 replaced");
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+}
+
+#[test]
+fn ttin_adds_and_ttou_removes_a_worker() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("1", &[]);
+    slots(port, 1);
+    r.signal(libc::SIGTTIN);
+    r.stderr_line(PROMPT, "scaling from 1 to 2");
+    let two = slots(port, 2);
+    r.signal(libc::SIGTTOU);
+    r.stderr_line(PROMPT, "scaling from 2 to 1");
+    wait_until("slot 1's worker to stop", PROMPT, || !pid_alive(two[&1]));
+    // Only slot 0 answers now.
+    for _ in 0..20 {
+        assert_eq!(who(port).unwrap().1, 0);
+    }
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+}
+
+#[test]
+fn a_crash_loop_stops_everything_and_exits_1() {
+    if !require_pid1() {
+        return;
+    }
+    let mut r = Running::pid1(&["--workers", "2", "--crash-loop", "3", "--", DEMO, "exit", "3"]);
+    assert_eq!(r.code(PROMPT), 1);
+    r.drain_stderr();
+    assert!(
+        r.stderr_seen.iter().any(|l| l.contains("crash loop: worker") && l.contains("failed 3 times")),
+        "{:?}",
+        r.stderr_seen
+    );
+}
+
+#[test]
+fn a_worker_that_ignores_term_is_killed_after_the_graceful_timeout() {
+    if !require_pid1() {
+        return;
+    }
+    let mut r = Running::pid1(&["--workers", "2", "--graceful-timeout", "1s", "--", DEMO, "ignore-term"]);
+    r.stderr_line(PROMPT, "worker 1 started");
+    // Both print a ready line once their TERM is ignored.
+    r.line_matching(PROMPT, |l| l.starts_with("ready"));
+    r.line_matching(PROMPT, |l| l.starts_with("ready"));
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+    assert!(r.stderr_seen.iter().any(|l| l.contains("SIGKILL to 2 worker(s)")), "{:?}", r.stderr_seen);
+}
+
+#[test]
+fn command_not_found_in_worker_mode_exits_127() {
+    let (code, _, err) = run(&["--workers", "2", "--", "no-such-worker-binary"], false);
+    assert_eq!(code, 127, "{err}");
+}
+
+#[test]
+fn json_log_lines() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("1", &["--log-format", "json"]);
+    slots(port, 1);
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+    let events: BTreeSet<String> = r
+        .stderr_seen
+        .iter()
+        .filter(|l| l.starts_with("{\"ts\""))
+        .filter_map(|l| l.split("\"event\":\"").nth(1).and_then(|e| e.split('"').next()).map(String::from))
+        .collect();
+    for e in ["listening", "started", "shutdown", "exit"] {
+        assert!(events.contains(e), "no {e} event in {:?}", r.stderr_seen);
+    }
+}
+
+/// An idle init with idle workers does not wake up: its context-switch
+/// count stays put while nothing happens (the rate is in bench/).
+#[test]
+fn idle_init_with_idle_workers_does_not_wake_up() {
+    if !require_pid1() {
+        return;
+    }
+    let (mut r, port) = start("2", &[]);
+    slots(port, 2);
+    let init = r.init_pid;
+    let switches = || {
+        std::fs::read_to_string(format!("/proc/{init}/status"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let mut last = switches();
+    let mut stable = std::time::Instant::now();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while stable.elapsed() < Duration::from_secs(3) {
+        assert!(std::time::Instant::now() < end, "the init kept waking up");
+        std::thread::sleep(Duration::from_millis(250));
+        let now = switches();
+        if now != last {
+            last = now;
+            stable = std::time::Instant::now();
+        }
+    }
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(PROMPT), 0);
+}
