@@ -22,6 +22,12 @@ use crate::process;
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
 
+/// The level of the pre-start progress lines. Not "info": plain mode
+/// silences info (tini's territory: a child that starts is not news), but a
+/// container sitting there waiting for its database must say so, whatever
+/// the mode. "notice" is syslog's level between info and warning.
+const PROGRESS: &str = "notice";
+
 pub enum Outcome {
     Done,
     Interrupted(Signal),
@@ -83,10 +89,15 @@ fn executables(dir: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
         .filter(|p| match std::fs::metadata(p) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => true,
             _ => {
-                log::info(&format!(
-                    "pre-start: skipping {} (not an executable file)",
-                    p.display()
-                ));
+                log::event(
+                    PROGRESS,
+                    "prestart_skip",
+                    &format!(
+                        "pre-start: skipping {} (not an executable file)",
+                        p.display()
+                    ),
+                    &[],
+                );
                 false
             }
         })
@@ -106,7 +117,7 @@ async fn wait(
         code: None,
     })?;
     log::event(
-        "info",
+        PROGRESS,
         "wait",
         &format!(
             "pre-start {n}/{total}: waiting for {target} (timeout {})",
@@ -116,7 +127,7 @@ async fn wait(
     );
     let mut report = |p: &prestart::Progress| {
         log::event(
-            "info",
+            PROGRESS,
             "wait_progress",
             &format!(
                 "pre-start {n}/{total}: still waiting for {url} after {} ({} attempts; last error: {})",
@@ -134,7 +145,7 @@ async fn wait(
             r = &mut fut => {
                 return match r {
                     Ok(took) => {
-                        log::event("info", "wait_done", &format!("pre-start {n}/{total}: {target} answered after {}", format_duration(Duration::from_millis(took.as_millis() as u64))), &[("step", n.into())]);
+                        log::event(PROGRESS, "wait_done", &format!("pre-start {n}/{total}: {target} answered after {}", format_duration(Duration::from_millis(took.as_millis() as u64))), &[("step", n.into())]);
                         Ok(Outcome::Done)
                     }
                     Err(reason) => Err(Error::Prestart { step: format!("{n}/{total} (wait for {url})"), reason, code: None }),
@@ -183,7 +194,7 @@ async fn command(
         }
     };
     log::event(
-        "info",
+        PROGRESS,
         "prestart",
         &format!(
             "pre-start {label}: running {shown} (pid {pid}, timeout {})",
@@ -272,7 +283,7 @@ fn finish(
         }),
         None if status == Status::Exited(0) => {
             log::event(
-                "info",
+                PROGRESS,
                 "prestart_done",
                 &format!("pre-start {label}: done in {took}"),
                 &[],
