@@ -126,16 +126,23 @@ async fn wait(
         &[("step", n.into()), ("url", url.into())],
     );
     let mut report = |p: &prestart::Progress| {
+        let tries = match p.attempt {
+            1 => "1 attempt".to_string(),
+            k => format!("{k} attempts"),
+        };
         log::event(
             PROGRESS,
             "wait_progress",
             &format!(
-                "pre-start {n}/{total}: still waiting for {url} after {} ({} attempts; last error: {})",
+                "pre-start {n}/{total}: still waiting for {url} after {} ({tries}; last error: {})",
                 format_duration(Duration::from_secs(p.elapsed.as_secs())),
-                p.attempt,
                 p.last_error
             ),
-            &[("step", n.into()), ("url", url.into()), ("attempt", p.attempt.into())],
+            &[
+                ("step", n.into()),
+                ("url", url.into()),
+                ("attempt", p.attempt.into()),
+            ],
         )
     };
     let fut = prestart::wait_for(&target, timeout, &mut report);
