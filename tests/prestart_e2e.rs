@@ -716,6 +716,109 @@ fn unix_and_file_waits_end_when_the_socket_and_the_file_appear() {
     assert_eq!(r.code(PROMPT), 0, "stderr {:?}", r.stderr_seen);
 }
 
+/// Drives the init on a pseudo-terminal, as the session leader that
+/// `docker run -it` makes PID 1 (not under `unshare`: there the init's
+/// process group belongs to the parent namespace, which no container has).
+/// Each step waits for some output, then types keys. Prints the exit code
+/// ("hung" after 20 s) and the output.
+const PTY_DRIVER: &str = r#"
+import os, pty, sys, time, select
+init, steps = sys.argv[1], sys.argv[2:]
+cmd = steps[:steps.index("--keys")]
+keys = steps[steps.index("--keys") + 1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(init, [init] + cmd)
+buf = b""
+deadline = time.time() + 20
+def read_some():
+    global buf
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if not r:
+        return True
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        chunk = b""
+    buf += chunk
+    return bool(chunk)
+for i in range(0, len(keys), 2):
+    wait_for, typed = keys[i].encode(), keys[i + 1].encode().decode("unicode_escape").encode()
+    while wait_for not in buf and time.time() < deadline:
+        if not read_some():
+            break
+    os.write(fd, typed)
+code = "hung"
+while time.time() < deadline:
+    if not read_some():
+        time.sleep(0.05)
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        code = os.waitstatus_to_exitcode(status)
+        break
+else:
+    # Everything in the init's session: the init, its steps and workers.
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{p}/stat").read()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2:].split()[3]) == pid:
+            os.kill(int(p), 9)
+print("code", code)
+print(buf.decode(errors="replace"))
+"#;
+
+fn on_a_terminal(cmd: &[&str], keys: &[&str]) -> String {
+    let out = Command::new("python3")
+        .args(["-c", PTY_DRIVER, INIT])
+        .args(cmd)
+        .arg("--keys")
+        .args(keys)
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// 8c. On a terminal (`docker run -it`) a step is the foreground group: it
+///     can read what is typed (in the background it would be stopped by
+///     SIGTTIN, resumed, stopped: a busy loop until its timeout). After it,
+///     a plain-mode worker takes the terminal, and in worker mode Ctrl-C
+///     reaches the init again.
+#[test]
+fn a_step_on_a_terminal_can_read_it_and_gives_it_back() {
+    let out = on_a_terminal(
+        &[
+            "--prestart",
+            "sh -c 'read x; echo step read $x'",
+            "--",
+            "python3",
+            "-c",
+            "import os; print('worker fg', os.tcgetpgrp(0) == os.getpgrp())",
+        ],
+        &["running sh", "yes\\r"],
+    );
+    assert!(out.starts_with("code 0\n"), "{out}");
+    assert!(out.contains("step read yes"), "{out}");
+    assert!(out.contains("worker fg True"), "{out}");
+
+    let out = on_a_terminal(
+        &[
+            "--workers",
+            "1",
+            "--prestart",
+            "sh -c 'read x'",
+            "--",
+            "sh",
+            "-c",
+            "echo worker up; exec sleep 60",
+        ],
+        &["running sh", "go\\r", "worker up", "\\x03"],
+    );
+    assert!(out.starts_with("code 0\n"), "Ctrl-C after the step: {out}");
+    assert!(out.contains("cinit: SIGINT: stopping"), "{out}");
+}
+
 /// 9a. The same steps from the TOML file: wait, migrate, a directory whose
 ///     script sees the migrated row, then the worker.
 #[test]

@@ -183,12 +183,17 @@ async fn command(
         .collect::<Vec<_>>()
         .join(" ");
     let step = format!("{label} (`{shown}`)");
+    // On a terminal (`docker run -it`) the step must be its foreground
+    // group: in the background, a step that reads it (a prompt, psql
+    // without -f) is stopped by SIGTTIN, resumed below, stopped again: a
+    // busy loop until the timeout.
+    let terminal = Terminal(nix::unistd::isatty(std::io::stdin()).unwrap_or(false));
     let spec = process::Spec {
         argv: argv.to_vec(),
         env: Vec::new(),
         fds: Vec::new(),
         new_pgroup: true,
-        foreground: false,
+        foreground: terminal.0,
     };
     let pid = match process::spawn(&spec) {
         Ok(pid) => pid,
@@ -257,6 +262,21 @@ async fn command(
                     deadline = Instant::now() + plan.shutdown.graceful_timeout;
                 }
             }
+        }
+    }
+}
+
+/// Whether a step was given the terminal. However the step ends, the
+/// terminal then goes back to the init's own process group, so that
+/// Ctrl-C reaches the init again (in worker mode the workers never take
+/// the terminal). The init may do this from the background: SIGTTOU is
+/// blocked, like every signal it reads from its signalfd.
+struct Terminal(bool);
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
         }
     }
 }
