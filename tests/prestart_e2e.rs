@@ -965,6 +965,44 @@ fn dry_run_lists_the_steps_in_order_and_runs_none() {
     }
 }
 
+/// The TOML example in docs/prestart.md is a valid configuration and makes
+/// the steps the page says, in its order.
+#[test]
+fn the_toml_example_of_the_docs_is_valid() {
+    let doc = std::fs::read_to_string(format!("{ROOT}/docs/prestart.md")).unwrap();
+    let toml = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```toml block in docs/prestart.md");
+    let dir = TempDir::new("pre-doc");
+    let config = dir.path("cinit.toml");
+    std::fs::write(&config, toml).unwrap();
+    let (code, out, err) = run(&["--config", &config, "--dry-run", "--json"], false);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let steps: Vec<(String, f64)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_string(),
+                s["timeout"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("wait_for", 30.0),
+        ("wait_for", 60.0),
+        ("run", 120.0),
+        ("run", 300.0),
+        ("dir", 300.0),
+    ]
+    .map(|(k, t)| (k.to_string(), t));
+    assert_eq!(steps, want);
+}
+
 /// The `environment` entries of the compose file's `app` service, as
 /// `KEY: value` lines (the example keeps to that form, without quotes
 /// except around numbers).
