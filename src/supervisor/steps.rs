@@ -22,6 +22,12 @@ use crate::process;
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
 
+/// The level of the pre-start progress lines. Not "info": plain mode
+/// silences info (tini's territory: a child that starts is not news), but a
+/// container sitting there waiting for its database must say so, whatever
+/// the mode. "notice" is syslog's level between info and warning.
+const PROGRESS: &str = "notice";
+
 pub enum Outcome {
     Done,
     Interrupted(Signal),
@@ -83,10 +89,15 @@ fn executables(dir: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
         .filter(|p| match std::fs::metadata(p) {
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => true,
             _ => {
-                log::info(&format!(
-                    "pre-start: skipping {} (not an executable file)",
-                    p.display()
-                ));
+                log::event(
+                    PROGRESS,
+                    "prestart_skip",
+                    &format!(
+                        "pre-start: skipping {} (not an executable file)",
+                        p.display()
+                    ),
+                    &[],
+                );
                 false
             }
         })
@@ -106,7 +117,7 @@ async fn wait(
         code: None,
     })?;
     log::event(
-        "info",
+        PROGRESS,
         "wait",
         &format!(
             "pre-start {n}/{total}: waiting for {target} (timeout {})",
@@ -115,16 +126,23 @@ async fn wait(
         &[("step", n.into()), ("url", url.into())],
     );
     let mut report = |p: &prestart::Progress| {
+        let tries = match p.attempt {
+            1 => "1 attempt".to_string(),
+            k => format!("{k} attempts"),
+        };
         log::event(
-            "info",
+            PROGRESS,
             "wait_progress",
             &format!(
-                "pre-start {n}/{total}: still waiting for {url} after {} ({} attempts; last error: {})",
+                "pre-start {n}/{total}: still waiting for {url} after {} ({tries}; last error: {})",
                 format_duration(Duration::from_secs(p.elapsed.as_secs())),
-                p.attempt,
                 p.last_error
             ),
-            &[("step", n.into()), ("url", url.into()), ("attempt", p.attempt.into())],
+            &[
+                ("step", n.into()),
+                ("url", url.into()),
+                ("attempt", p.attempt.into()),
+            ],
         )
     };
     let fut = prestart::wait_for(&target, timeout, &mut report);
@@ -134,7 +152,7 @@ async fn wait(
             r = &mut fut => {
                 return match r {
                     Ok(took) => {
-                        log::event("info", "wait_done", &format!("pre-start {n}/{total}: {target} answered after {}", format_duration(Duration::from_millis(took.as_millis() as u64))), &[("step", n.into())]);
+                        log::event(PROGRESS, "wait_done", &format!("pre-start {n}/{total}: {target} answered after {}", format_duration(Duration::from_millis(took.as_millis() as u64))), &[("step", n.into())]);
                         Ok(Outcome::Done)
                     }
                     Err(reason) => Err(Error::Prestart { step: format!("{n}/{total} (wait for {url})"), reason, code: None }),
@@ -165,12 +183,17 @@ async fn command(
         .collect::<Vec<_>>()
         .join(" ");
     let step = format!("{label} (`{shown}`)");
+    // On a terminal (`docker run -it`) the step must be its foreground
+    // group: in the background, a step that reads it (a prompt, psql
+    // without -f) is stopped by SIGTTIN, resumed below, stopped again: a
+    // busy loop until the timeout.
+    let terminal = Terminal(nix::unistd::isatty(std::io::stdin()).unwrap_or(false));
     let spec = process::Spec {
         argv: argv.to_vec(),
         env: Vec::new(),
         fds: Vec::new(),
         new_pgroup: true,
-        foreground: false,
+        foreground: terminal.0,
     };
     let pid = match process::spawn(&spec) {
         Ok(pid) => pid,
@@ -183,7 +206,7 @@ async fn command(
         }
     };
     log::event(
-        "info",
+        PROGRESS,
         "prestart",
         &format!(
             "pre-start {label}: running {shown} (pid {pid}, timeout {})",
@@ -243,6 +266,21 @@ async fn command(
     }
 }
 
+/// Whether a step was given the terminal. However the step ends, the
+/// terminal then goes back to the init's own process group, so that
+/// Ctrl-C reaches the init again (in worker mode the workers never take
+/// the terminal). The init may do this from the background: SIGTTOU is
+/// blocked, like every signal it reads from its signalfd.
+struct Terminal(bool);
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+        }
+    }
+}
+
 enum StopReason {
     Signal(Signal),
     Timeout(Duration),
@@ -272,7 +310,7 @@ fn finish(
         }),
         None if status == Status::Exited(0) => {
             log::event(
-                "info",
+                PROGRESS,
                 "prestart_done",
                 &format!("pre-start {label}: done in {took}"),
                 &[],
