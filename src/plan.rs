@@ -501,7 +501,7 @@ fn trim_f(v: f64) -> String {
 }
 
 /// Words joined for display, quoted where a shell would need it.
-fn shell_join(words: &[String]) -> String {
+pub(crate) fn shell_join(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {

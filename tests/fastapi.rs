@@ -29,30 +29,38 @@ fn serve_and_check(worker: &[&str]) {
     let mut args = vec!["--workers", "2", "--listen", "127.0.0.1:0", "--"];
     args.extend_from_slice(worker);
     let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", INIT]).args(&args).current_dir(app_dir());
+    cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", INIT])
+        .args(&args)
+        .current_dir(app_dir());
     let mut r = Running::start(cmd, true);
     let port = listening_port(&mut r);
     let mut body = String::new();
-    wait_until("the app to answer", std::time::Duration::from_secs(60), || {
-        match http_get(port, "/items/5?q=somequery") {
+    wait_until(
+        "the app to answer",
+        std::time::Duration::from_secs(60),
+        || match http_get(port, "/items/5?q=somequery") {
             Ok((200, b)) => {
                 body = b;
                 true
             }
             _ => false,
-        }
-    });
+        },
+    );
     assert_eq!(body.trim(), r#"{"item_id":5,"q":"somequery"}"#);
     // Both workers answer on the one port.
     let mut pids = BTreeSet::new();
-    wait_until("both workers to answer", std::time::Duration::from_secs(60), || {
-        if let Ok((200, b)) = http_get(port, "/pid") {
-            if let Some(p) = json_field(&b, "pid") {
-                pids.insert(p);
+    wait_until(
+        "both workers to answer",
+        std::time::Duration::from_secs(60),
+        || {
+            if let Ok((200, b)) = http_get(port, "/pid") {
+                if let Some(p) = json_field(&b, "pid") {
+                    pids.insert(p);
+                }
             }
-        }
-        pids.len() == 2
-    });
+            pids.len() == 2
+        },
+    );
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 0, "{:?}", r.drain_stderr());
 }
@@ -63,7 +71,16 @@ fn fastapi_under_uvicorn_fd_3() {
         return;
     }
     require_python_packages();
-    serve_and_check(&["python3", "-m", "uvicorn", "app.main:app", "--fd", "3", "--log-level", "warning"]);
+    serve_and_check(&[
+        "python3",
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--fd",
+        "3",
+        "--log-level",
+        "warning",
+    ]);
 }
 
 #[test]

@@ -561,7 +561,7 @@ fn a_prestart_command_past_its_timeout_fails_the_start() {
         "{err}"
     );
     assert!(
-        err.contains("exec sleep 600`) failed: timed out after 1s"),
+        err.contains("exec sleep 600'`) failed: timed out after 1s"),
         "{err}"
     );
     assert!(
@@ -925,9 +925,9 @@ fn dry_run_lists_the_steps_in_order_and_runs_none() {
     assert_eq!(
         plan["steps"],
         serde_json::json!([
-            { "kind": "wait_for", "url": "tcp://127.0.0.1:1", "timeout": 30.0 },
-            { "kind": "run", "argv": ["touch", markers[0]], "timeout": 300.0 },
-            { "kind": "dir", "path": d, "timeout": 10.0 },
+            { "kind": "wait_for", "url": "tcp://127.0.0.1:1", "timeout_s": 30.0 },
+            { "kind": "run", "argv": ["touch", markers[0]], "timeout_s": 300.0 },
+            { "kind": "dir", "path": d, "timeout_s": 10.0 },
         ])
     );
 
@@ -955,7 +955,7 @@ fn dry_run_lists_the_steps_in_order_and_runs_none() {
         .map(|s| s["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["run", "wait_for", "dir"], "{out}");
-    assert_eq!(plan["steps"][1]["timeout"], 5.0);
+    assert_eq!(plan["steps"][1]["timeout_s"], 5.0);
 
     for m in &markers {
         assert!(
@@ -988,7 +988,7 @@ fn the_toml_example_of_the_docs_is_valid() {
         .map(|s| {
             (
                 s["kind"].as_str().unwrap().to_string(),
-                s["timeout"].as_f64().unwrap(),
+                s["timeout_s"].as_f64().unwrap(),
             )
         })
         .collect();

@@ -72,7 +72,10 @@ impl Load {
     fn finish(mut self) -> (u32, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().unwrap();
-        (self.ok.load(Ordering::Relaxed), self.failed.lock().unwrap().clone())
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.lock().unwrap().clone(),
+        )
     }
 }
 
@@ -88,16 +91,19 @@ fn start(n: &str, extra: &[&str]) -> (Running, u16) {
 /// The host pid of the init's child whose pid in the init's PID
 /// namespace is `ns_pid` (the workers report their own, namespaced pid).
 fn host_pid(init: i32, ns_pid: i64) -> i64 {
-    let kids = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+    let kids =
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
     kids.split_whitespace()
         .filter_map(|k| k.parse::<i64>().ok())
         .find(|k| {
             std::fs::read_to_string(format!("/proc/{k}/status"))
                 .ok()
                 .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("NSpid:"))
-                        .and_then(|l| l.split_whitespace().last().and_then(|p| p.parse::<i64>().ok()))
+                    s.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| {
+                        l.split_whitespace()
+                            .last()
+                            .and_then(|p| p.parse::<i64>().ok())
+                    })
                 })
                 == Some(ns_pid)
         })
@@ -135,7 +141,13 @@ fn workers_start_share_the_port_and_stop_cleanly() {
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 0);
     r.drain_stderr();
-    assert!(r.stderr_seen.iter().any(|l| l.contains("SIGTERM: stopping")), "{:?}", r.stderr_seen);
+    assert!(
+        r.stderr_seen
+            .iter()
+            .any(|l| l.contains("SIGTERM: stopping")),
+        "{:?}",
+        r.stderr_seen
+    );
 }
 
 #[test]
@@ -180,7 +192,10 @@ fn hup_replaces_every_worker_without_a_failed_request() {
     });
     let after = slots(port, 2);
     let (ok, failed) = load.finish();
-    assert!(failed.is_empty(), "failed requests during the reload: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "failed requests during the reload: {failed:?}"
+    );
     assert!(ok > 0);
     for (slot, pid) in &after {
         assert_ne!(before[slot], *pid, "slot {slot} was not replaced");
@@ -217,11 +232,22 @@ fn a_crash_loop_stops_everything_and_exits_1() {
     if !require_pid1() {
         return;
     }
-    let mut r = Running::pid1(&["--workers", "2", "--crash-loop", "3", "--", DEMO, "exit", "3"]);
+    let mut r = Running::pid1(&[
+        "--workers",
+        "2",
+        "--crash-loop",
+        "3",
+        "--",
+        DEMO,
+        "exit",
+        "3",
+    ]);
     assert_eq!(r.code(PROMPT), 1);
     r.drain_stderr();
     assert!(
-        r.stderr_seen.iter().any(|l| l.contains("crash loop: worker") && l.contains("failed 3 times")),
+        r.stderr_seen
+            .iter()
+            .any(|l| l.contains("crash loop: worker") && l.contains("failed 3 times")),
         "{:?}",
         r.stderr_seen
     );
@@ -232,14 +258,28 @@ fn a_worker_that_ignores_term_is_killed_after_the_graceful_timeout() {
     if !require_pid1() {
         return;
     }
-    let mut r = Running::pid1(&["--workers", "2", "--graceful-timeout", "1s", "--", DEMO, "ignore-term"]);
+    let mut r = Running::pid1(&[
+        "--workers",
+        "2",
+        "--graceful-timeout",
+        "1s",
+        "--",
+        DEMO,
+        "ignore-term",
+    ]);
     r.stderr_line(PROMPT, "worker 1 started");
     // Both print a ready line once their TERM is ignored.
     r.line_matching(PROMPT, |l| l.starts_with("ready"));
     r.line_matching(PROMPT, |l| l.starts_with("ready"));
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 0);
-    assert!(r.stderr_seen.iter().any(|l| l.contains("SIGKILL to 2 worker(s)")), "{:?}", r.stderr_seen);
+    assert!(
+        r.stderr_seen
+            .iter()
+            .any(|l| l.contains("SIGKILL to 2 worker(s)")),
+        "{:?}",
+        r.stderr_seen
+    );
 }
 
 #[test]
@@ -261,7 +301,12 @@ fn json_log_lines() {
         .stderr_seen
         .iter()
         .filter(|l| l.starts_with('{'))
-        .filter_map(|l| l.split("\"event\":\"").nth(1).and_then(|e| e.split('"').next()).map(String::from))
+        .filter_map(|l| {
+            l.split("\"event\":\"")
+                .nth(1)
+                .and_then(|e| e.split('"').next())
+                .map(String::from)
+        })
         .collect();
     for e in ["listening", "started", "shutdown", "exit"] {
         assert!(events.contains(e), "no {e} event in {:?}", r.stderr_seen);

@@ -548,8 +548,14 @@ fn resolve_steps(
         indexed.sort_by_key(|(i, _)| *i);
         return Ok(indexed.into_iter().map(|(_, s)| s).collect());
     }
-    if let Some(loc) = layers.file.and_then(|f| f.get("steps")) {
-        return file_steps(&loc, wait_timeout, prestart_timeout);
+    // The environment beats the file: any step variable replaces the
+    // file's `steps` list.
+    let from_env = |id: &str| matches!(layers.source(id), Some(ValueSource::EnvVariable));
+    let any_env = from_env("wait_for") || from_env("prestart") || from_env("prestart_dir");
+    if !any_env {
+        if let Some(loc) = layers.file.and_then(|f| f.get("steps")) {
+            return file_steps(&loc, wait_timeout, prestart_timeout);
+        }
     }
     let mut steps = layers.list("wait_for", &cli.wait_for, ',', wait)?;
     steps.extend(layers.list("prestart", &cli.prestart, ';', run)?);

@@ -177,11 +177,11 @@ async fn command(
     timeout: Duration,
     signals: &mut Signals,
 ) -> Result<Outcome, Error> {
-    let shown = argv
+    let words: Vec<String> = argv
         .iter()
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let shown = crate::plan::shell_join(&words);
     let step = format!("{label} (`{shown}`)");
     // On a terminal (`docker run -it`) the step must be its foreground
     // group: in the background, a step that reads it (a prompt, psql

@@ -88,7 +88,7 @@ impl Running {
     /// Starts `init ARGS` as PID 1 of a new PID namespace.
     pub fn pid1(args: &[&str]) -> Running {
         let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc", INIT])
+        cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", INIT])
             .args(args);
         Running::start(cmd, true)
     }
@@ -243,7 +243,7 @@ impl Drop for Running {
 pub fn run(args: &[&str], pid1: bool) -> (i32, String, String) {
     let mut cmd = if pid1 {
         let mut c = Command::new("unshare");
-        c.args(["--pid", "--fork", "--mount-proc", INIT]);
+        c.args(["--pid", "--fork", "--kill-child", "--mount-proc", INIT]);
         c
     } else {
         Command::new(INIT)
@@ -293,18 +293,25 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     use std::io::Write;
     use std::net::TcpStream;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| format!("connect: {e}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("write: {e}"))?;
     let mut buf = String::new();
-    s.read_to_string(&mut buf).map_err(|e| format!("read: {e}"))?;
+    s.read_to_string(&mut buf)
+        .map_err(|e| format!("read: {e}"))?;
     let status = buf
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| format!("not HTTP: {buf:?}"))?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -323,6 +330,8 @@ pub fn listening_port(r: &mut Running) -> u16 {
 pub fn json_field(body: &str, key: &str) -> Option<i64> {
     let pat = format!("\"{key}\":");
     let rest = body.split(&pat).nth(1)?.trim_start();
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
