@@ -236,7 +236,11 @@ fn accept_loop(i: usize, fd: RawFd, shared: &Arc<Shared>) {
                 thread::sleep(Duration::from_millis(50));
             }
             Err(e) => {
-                eprintln!("cinit-demo: failed to accept on fd {fd}: {}", e.desc());
+                eprintln!(
+                    "cinit-demo: failed to accept on fd {fd}: {} (is it a listening stream \
+                     socket?)",
+                    e.desc()
+                );
                 std::process::exit(2);
             }
         }
