@@ -112,6 +112,16 @@ impl Listener {
     }
 }
 
+/// The socket file of a unix listener goes with the init, as gunicorn's
+/// does; the children exec before any Rust destructor could run in them.
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let ListenAddr::Unix { path } = &self.addr {
+            remove_stale_socket(path);
+        }
+    }
+}
+
 /// Binds every address in order; on error nothing stays bound.
 pub fn bind_all(addrs: &[ListenAddr], backlog: u32) -> Result<Vec<Listener>, Error> {
     addrs.iter().map(|a| bind(a, backlog)).collect()

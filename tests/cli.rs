@@ -76,3 +76,55 @@ fn usage_errors() {
     }
     snapshot("usage-errors.txt", &text);
 }
+
+/// The dry run touches nothing: it works as an ordinary user and binds no
+/// socket (the port is already taken here, so binding would fail), runs no
+/// step and starts no process.
+#[test]
+fn dry_run_works_as_nobody_and_binds_nothing() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = TempDir::new("dry");
+    // Writable for nobody too: a step that ran would leave its mark.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let marker = dir.path("ran");
+    let listen = format!("127.0.0.1:{port}");
+    let step = format!("touch {marker}");
+    let args = [
+        "--dry-run",
+        "--json",
+        "--workers",
+        "auto",
+        "--listen",
+        &listen,
+        "--prestart",
+        &step,
+        "--",
+        "touch",
+        &marker,
+    ];
+    let mut cmd = if is_root() {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "nobody", "--", INIT]);
+        c
+    } else {
+        std::process::Command::new(INIT)
+    };
+    let out = cmd.args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["listen"][0]["address"]["port"], port);
+    assert_eq!(plan["steps"][0]["kind"], "run");
+    assert!(plan["workers"]["count"].as_u64().unwrap() >= 1);
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the dry run ran something"
+    );
+    drop(taken);
+}

@@ -346,3 +346,49 @@ fn idle_init_with_idle_workers_does_not_wake_up() {
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 0);
 }
+
+/// What a worker receives: its slot, the count, the socket at fd 3 with
+/// TCP_NODELAY set, and LISTEN_PID equal to its own pid (set after the fork).
+#[test]
+fn workers_see_listen_fds_their_own_listen_pid_and_tcp_nodelay() {
+    let script = r#"
+import os, socket
+s = socket.socket(fileno=3)
+print(os.environ["CINIT_WORKER_ID"], os.environ["CINIT_WORKERS"],
+      os.environ["LISTEN_FDS"], os.environ["LISTEN_FDNAMES"],
+      os.environ["LISTEN_PID"] == str(os.getpid()),
+      s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,
+      s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0, flush=True)
+s.detach()
+"#;
+    let (code, out, err) = run(
+        &[
+            "--workers",
+            "2",
+            "--restart",
+            "never",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "unix:/tmp/cinit-test-worker-env.sock",
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+        false,
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    let port_name = |l: &str| l.split_whitespace().nth(3).unwrap_or("").to_string();
+    assert_eq!(lines.len(), 2, "{out}");
+    for (slot, line) in lines.iter().enumerate() {
+        let name = port_name(line);
+        assert!(
+            name.starts_with("tcp-") && name.ends_with(":cinit-test-worker-env.sock"),
+            "{line}"
+        );
+        assert_eq!(*line, format!("{slot} 2 2 {name} True True True"));
+    }
+}
