@@ -425,28 +425,7 @@ print("ctrl-z", code, b"done" in out)
 fn idle_init_does_not_wake_up() {
     let mut r = Running::plain(&["--", "sh", "-c", "echo ready; exec sleep 600"]);
     assert_eq!(r.line(PROMPT), "ready");
-    let switches = || {
-        std::fs::read_to_string(format!("/proc/{}/status", r.init_pid))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("ctxt_switches"))
-            .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
-    };
-    // Let start-up settle: the count must stay put across 3 s of idleness
-    // (tini would have woken 3 times).
-    let mut last = switches();
-    let mut stable_since = std::time::Instant::now();
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while stable_since.elapsed() < Duration::from_secs(3) {
-        assert!(std::time::Instant::now() < end, "the init kept waking up");
-        std::thread::sleep(Duration::from_millis(250));
-        let now = switches();
-        if now != last {
-            last = now;
-            stable_since = std::time::Instant::now();
-        }
-    }
+    assert_stays_asleep(r.init_pid);
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 143);
 }

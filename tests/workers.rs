@@ -8,7 +8,6 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_cinit-demo");
 
@@ -322,27 +321,7 @@ fn idle_init_with_idle_workers_does_not_wake_up() {
     }
     let (mut r, port) = start("2", &[]);
     slots(port, 2);
-    let init = r.init_pid;
-    let switches = || {
-        std::fs::read_to_string(format!("/proc/{init}/status"))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("ctxt_switches"))
-            .map(|l| l.split_whitespace().last().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
-    };
-    let mut last = switches();
-    let mut stable = std::time::Instant::now();
-    let end = std::time::Instant::now() + Duration::from_secs(20);
-    while stable.elapsed() < Duration::from_secs(3) {
-        assert!(std::time::Instant::now() < end, "the init kept waking up");
-        std::thread::sleep(Duration::from_millis(250));
-        let now = switches();
-        if now != last {
-            last = now;
-            stable = std::time::Instant::now();
-        }
-    }
+    assert_stays_asleep(r.init_pid);
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 0);
 }

@@ -335,3 +335,31 @@ pub fn json_field(body: &str, key: &str) -> Option<i64> {
         .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
+
+/// Voluntary + involuntary context switches of a process so far.
+pub fn context_switches(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Asserts that `pid` makes no wake-up for 3 s in a row (after start-up
+/// settles, within 20 s): tini, with its 1 s `sigtimedwait`, would fail.
+/// The rate itself is measured in bench/, not here.
+pub fn assert_stays_asleep(pid: i32) {
+    let mut last = context_switches(pid);
+    let mut stable_since = Instant::now();
+    let end = Instant::now() + Duration::from_secs(20);
+    while stable_since.elapsed() < Duration::from_secs(3) {
+        assert!(Instant::now() < end, "process {pid} kept waking up");
+        std::thread::sleep(Duration::from_millis(250));
+        let now = context_switches(pid);
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+}
