@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 
 /// Python that prints `ready`, then the number of every signal it gets.
 const ECHO_SIGNALS: &str = r#"
