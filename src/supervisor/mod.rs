@@ -194,7 +194,13 @@ impl Shell<'_> {
                         actions.extend(more);
                     }
                     Action::Kill { pid, signal } => send(pid, signal),
-                    Action::KillLeftovers { signal } => leftovers::signal_all(signal, self.pid1),
+                    // No child left means no descendant left either (an
+                    // orphan is re-parented to the init): skip the scan.
+                    Action::KillLeftovers { signal } => {
+                        if reaper::has_children() {
+                            leftovers::signal_all(signal, self.pid1)
+                        }
+                    }
                     Action::Resume { pid } => {
                         let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGCONT);
                         send(pid, Signal::CONT);
