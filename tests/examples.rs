@@ -306,9 +306,9 @@ fn dockerfile_is_multi_stage_and_builds_the_static_init() {
         + 1;
     let workdir = d.instrs[..second_from]
         .iter()
-        .filter(|i| i.name == "WORKDIR")
+        .rev()
+        .find(|i| i.name == "WORKDIR")
         .map(|i| i.args.clone())
-        .last()
         .expect("the build stage has a WORKDIR");
     let from_build = d
         .instrs
