@@ -454,6 +454,107 @@ fn dockerfile_runs_cinit_as_pid1_with_real_settings() {
     );
 }
 
+/// Stops a host-run init gracefully on drop (a failing test included), so
+/// that its uvicorn workers do not outlive it.
+struct Stop(common::Running);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let child = &mut self.0.child;
+        if let Ok(None) = child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1: the body of a 200 answer.
+fn get_200(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The image's command with the image's settings, run on the host (the
+/// image itself cannot be built here): cinit binds, two uvicorn workers
+/// serve the FastAPI app on fd 3, the HEALTHCHECK's `--probe` sees it, and
+/// SIGTERM (`docker stop`) ends it with 0.
+#[test]
+fn dockerfile_command_serves_the_app_with_the_images_settings() {
+    let d = dockerfile();
+    let have = Command::new("python3")
+        .args(["-c", "import fastapi, uvicorn"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "fastapi and uvicorn are not installed: \
+         python3 -m pip install -r examples/fastapi/requirements.txt"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = d
+        .env
+        .iter()
+        .find(|(k, _)| k == "CINIT_LISTEN")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let image_port = port_of(&listen);
+    let mut cmd = Command::new(INIT);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
+        .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
+        // The image's WORKDIR holds examples/fastapi/app as app/.
+        .current_dir(repo().join("examples/fastapi"))
+        // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
+        .args(["--cpus", "0.5", "--"])
+        .args(&d.cmd);
+    let mut init = Stop(common::Running::start(cmd, false));
+    init.0.stderr_line(common::PROMPT, "worker 1 started");
+
+    let probe_url = d.healthcheck[2].replace(&format!(":{image_port}/"), &format!(":{port}/"));
+    common::wait_until("the HEALTHCHECK probe to pass", common::PROMPT, || {
+        Command::new(INIT)
+            .args(["--probe", &probe_url])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let body = get_200(port, "/items/5?q=somequery").expect("an answer from the app");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, serde_json::json!({"item_id": 5, "q": "somequery"}));
+
+    init.0.signal(15);
+    assert_eq!(
+        init.0.code(common::PROMPT),
+        0,
+        "{:?}",
+        init.0.drain_stderr()
+    );
+}
+
 // ------------------------------------------------------------- YAML, tools
 
 fn yaml_docs(path: &Path) -> Vec<Value> {
