@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{wait_until, TempDir};
+use common::TempDir;
 use serde_json::Value;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
@@ -296,13 +296,32 @@ impl Container {
                 return logs;
             }
             if Instant::now() > end {
-                panic!(
-                    "no {needle:?} in the logs of {} within {timeout:?}:\n{logs}",
-                    self.name
-                );
+                self.fail(&format!("no {needle:?} in the logs within {timeout:?}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Polls `cond` until it holds; past `timeout`, fails with the
+    /// container's state and logs.
+    fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while !cond() {
+            if Instant::now() > end {
+                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn fail(&self, msg: &str) -> ! {
+        let state = docker(&["inspect", "-f", "{{json .State}}", &self.name]);
+        panic!(
+            "{msg}\n{} state: {}\n--- docker logs ---\n{}",
+            self.name,
+            String::from_utf8_lossy(&state.stdout).trim(),
+            self.logs()
+        )
     }
 
     fn running(&self) -> bool {
@@ -311,15 +330,20 @@ impl Container {
 
     /// Waits for the container to stop; its exit code.
     fn exit_code(&self, timeout: Duration) -> i32 {
-        wait_until(&format!("{} to exit", self.name), timeout, || {
-            !self.running()
-        });
+        self.wait_for("the container to exit", timeout, || !self.running());
         self.inspect("{{.State.ExitCode}}").parse().unwrap()
     }
 
     /// The host port that `docker run -p 127.0.0.1::PORT` chose.
     fn host_port(&self) -> u16 {
-        let out = docker_ok(&["port", &self.name, &format!("{PORT}/tcp")]);
+        let out = docker(&["port", &self.name, &format!("{PORT}/tcp")]);
+        if !out.status.success() {
+            self.fail(&format!(
+                "docker port: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
         out.lines()
             .find_map(|l| l.strip_prefix("127.0.0.1:"))
             .and_then(|p| p.trim().parse().ok())
@@ -358,7 +382,14 @@ impl Container {
     fn exec(&self, args: &[&str]) -> String {
         let mut all = vec!["exec", self.name.as_str()];
         all.extend_from_slice(args);
-        docker_ok(&all)
+        let out = docker(&all);
+        if !out.status.success() {
+            self.fail(&format!(
+                "docker exec {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Waits until `/healthz` answers 200 through the published port.
@@ -366,12 +397,7 @@ impl Container {
         let end = Instant::now() + common::PROMPT;
         while http_get(port, "/healthz").map(|r| r.0) != Some(200) {
             if Instant::now() > end || !self.running() {
-                panic!(
-                    "{} did not answer HTTP on port {port} (running: {}); logs:\n{}",
-                    self.name,
-                    self.running(),
-                    self.logs()
-                );
+                self.fail(&format!("no HTTP answer on port {port}"));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -517,7 +543,7 @@ fn auto_workers_start_the_planned_count() {
     let port = c.host_port();
     c.wait_http(port);
     let mut workers = BTreeSet::new();
-    wait_until(
+    c.wait_for(
         "worker processes to reach the planned count",
         common::PROMPT,
         || c.pids_of("/cinit-demo serve").len() == planned,
@@ -526,7 +552,7 @@ fn auto_workers_start_the_planned_count() {
     // The kernel hands connections on the shared socket to the workers in
     // turn; every one of them answers, and each knows the count.
     let mut seen_pids = BTreeSet::new();
-    wait_until("every worker slot to answer HTTP", common::PROMPT, || {
+    c.wait_for("every worker slot to answer HTTP", common::PROMPT, || {
         if let Some(w) = whoami(port) {
             assert_eq!(w["workers"], planned as u64, "{w}");
             workers.insert(w["worker"].as_u64().unwrap());
@@ -601,7 +627,7 @@ fn hup_rolls_every_worker_without_a_failed_request() {
     let c = Container::start(&img, &["-p", PUBLISH, "-e", LISTEN_ENV], &serve_args("2"));
     let port = c.host_port();
     c.wait_http(port);
-    wait_until("2 workers", common::PROMPT, || {
+    c.wait_for("2 workers", common::PROMPT, || {
         c.pids_of("/cinit-demo serve").len() == 2
     });
     let old = c.pids_of("/cinit-demo serve");
@@ -624,7 +650,7 @@ fn hup_rolls_every_worker_without_a_failed_request() {
 
     docker_ok(&["kill", "-s", "HUP", &c.name]);
     let mut new = BTreeSet::new();
-    wait_until(
+    c.wait_for(
         "both slots to be replaced by new processes",
         Duration::from_secs(40),
         || {
@@ -658,7 +684,7 @@ fn hup_rolls_every_worker_without_a_failed_request() {
 /// nothing does); returns the orphans' pids and the last count.
 fn orphans_then_zombies(c: &Container, n: usize, settled: usize) -> (Vec<i32>, usize) {
     let mut orphans = Vec::new();
-    wait_until("the orphans to be reported", common::PROMPT, || {
+    c.wait_for("the orphans to be reported", common::PROMPT, || {
         orphans = c
             .logs()
             .lines()
@@ -666,7 +692,7 @@ fn orphans_then_zombies(c: &Container, n: usize, settled: usize) -> (Vec<i32>, u
             .collect();
         orphans.len() == n
     });
-    wait_until("the orphans to exit", common::PROMPT, || {
+    c.wait_for("the orphans to exit", common::PROMPT, || {
         c.top()
             .iter()
             .all(|p| !orphans.contains(&p.pid) || p.stat.starts_with('Z'))
@@ -742,12 +768,12 @@ fn healthcheck_with_probe_works_in_a_scratch_image() {
     let serving = Container::start(&img, &["-e", LISTEN_ENV], &serve_args("1"));
     let silent = Container::start(&img, &[], &["/cinit-demo", "sleep"]);
     let health = |c: &Container| c.inspect("{{if .State.Health}}{{.State.Health.Status}}{{end}}");
-    wait_until(
+    serving.wait_for(
         "the serving container to be healthy",
         Duration::from_secs(30),
         || health(&serving) == "healthy",
     );
-    wait_until(
+    silent.wait_for(
         "the silent container to be unhealthy",
         Duration::from_secs(30),
         || health(&silent) == "unhealthy",
@@ -821,7 +847,7 @@ fn leftover_row(img: &Image, init: Init) -> String {
         let _ = out.read_to_string(&mut s);
         s
     });
-    wait_until("the exec'd process to start", common::PROMPT, || {
+    c.wait_for("the exec'd process to start", common::PROMPT, || {
         c.pids_of("/cinit-demo signals").len() == 1
     });
     docker_ok(&["stop", "-t", "10", &c.name]);
