@@ -182,6 +182,16 @@ fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Held around `docker build` and `docker rmi`: the images of the tests
+/// share their cached layers, and removing one image deletes the untagged
+/// parents that a build running at the same moment is about to reuse.
+static IMAGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn image_lock() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding it poisons nothing that matters.
+    IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A `FROM scratch` image with `/init` and `/cinit-demo`; removed on drop.
 struct Image {
     tag: String,
@@ -208,10 +218,20 @@ impl Image {
         )
         .unwrap();
         let tag = unique("cinit-test-image");
-        let out = docker_within(
-            &["build", "-q", "-t", &tag, &ctx.0.to_string_lossy()],
-            Duration::from_secs(120),
-        );
+        let out = {
+            let _lock = image_lock();
+            docker_within(
+                &[
+                    "build",
+                    "-q",
+                    "--force-rm",
+                    "-t",
+                    &tag,
+                    &ctx.0.to_string_lossy(),
+                ],
+                Duration::from_secs(120),
+            )
+        };
         assert!(
             out.status.success(),
             "docker build failed: {}",
@@ -223,6 +243,7 @@ impl Image {
 
 impl Drop for Image {
     fn drop(&mut self) {
+        let _lock = image_lock();
         let _ = Command::new("docker")
             .args(["rmi", "-f", &self.tag])
             .stdout(Stdio::null())
@@ -620,6 +641,84 @@ fn a_worker_ignoring_term_is_killed_by_cinit_before_docker() {
     assert!(logs.contains("exiting with code 0"), "{logs}");
 }
 
+/// Starts `docker exec NAME ARGS` with its stdout piped; returns once the
+/// process shows in `docker top`.
+fn exec_in_background(c: &Container, args: &[&str]) -> std::process::Child {
+    let mut all = vec!["exec", c.name.as_str()];
+    all.extend_from_slice(args);
+    let child = Command::new("docker")
+        .args(&all)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run docker exec");
+    let prefix = args.join(" ");
+    c.wait_for("the exec'd process to start", common::PROMPT, || {
+        c.pids_of(&prefix).len() == 1
+    });
+    child
+}
+
+/// Waits for a `docker exec` to end: its exit code and output.
+fn finish_exec(mut exec: std::process::Child) -> (Option<i32>, String) {
+    let mut out = exec.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let end = Instant::now() + common::PROMPT;
+    let status = loop {
+        if let Some(s) = exec.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = exec.kill();
+            panic!("docker exec did not end within {:?}", common::PROMPT);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.code(), reader.join().unwrap())
+}
+
+/// A process that is not the init's child (a `docker exec` session) and
+/// does not stop on SIGTERM: as PID 1, cinit gives it the stop signal and
+/// the graceful timeout, then SIGKILL, before it exits itself (README,
+/// "Signals"); the kernel's SIGKILL when PID 1 exits must not come first.
+#[test]
+fn a_leftover_process_gets_the_graceful_window() {
+    require_docker!();
+    let img = Image::build("");
+    let c = Container::start(
+        &img,
+        &["-e", "CINIT_GRACEFUL_TIMEOUT=2s"],
+        &["/cinit-demo", "sleep"],
+    );
+    c.wait_log("ready", common::PROMPT);
+    let exec = exec_in_background(&c, &["/cinit-demo", "ignore-term"]);
+    let t = Instant::now();
+    docker_within(&["stop", "-t", "30", &c.name], Duration::from_secs(60));
+    let took = t.elapsed();
+    let (code, printed) = finish_exec(exec);
+    assert!(
+        printed.contains("ignored 15"),
+        "it got SIGTERM: {printed:?}"
+    );
+    assert_eq!(code, Some(137), "and SIGKILL in the end");
+    assert_eq!(c.exit_code(common::PROMPT), 143, "the child's TERM");
+    let logs = c.logs();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(15),
+        "the container stopped after {took:?}: the leftover had no 2s graceful window \
+         (PID 1 exited right after sending SIGTERM, and the kernel killed the rest)\n{logs}"
+    );
+    assert!(
+        logs.contains("graceful timeout passed: SIGKILL to every process left"),
+        "{logs}"
+    );
+}
+
 #[test]
 fn hup_rolls_every_worker_without_a_failed_request() {
     require_docker!();
@@ -834,41 +933,16 @@ fn zombies_row(img: &Image) -> (usize, usize, usize) {
 fn leftover_row(img: &Image, init: Init) -> String {
     let c = init.start(img, &[], &["sleep"]);
     c.wait_log("ready", common::PROMPT);
-    let mut exec = Command::new("docker")
-        .args(["exec", &c.name, "/cinit-demo", "signals"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = exec.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    c.wait_for("the exec'd process to start", common::PROMPT, || {
-        c.pids_of("/cinit-demo signals").len() == 1
-    });
+    let exec = exec_in_background(&c, &["/cinit-demo", "signals"]);
     docker_ok(&["stop", "-t", "10", &c.name]);
-    let end = Instant::now() + common::PROMPT;
-    let status = loop {
-        if let Some(s) = exec.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > end {
-            let _ = exec.kill();
-            panic!("docker exec did not end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let printed = reader.join().unwrap();
+    let (code, printed) = finish_exec(exec);
     let got: Vec<&str> = printed
         .lines()
         .filter(|l| !l.starts_with("ready"))
         .collect();
-    match (got.as_slice(), status.code()) {
+    match (got.as_slice(), code) {
         (["15"], Some(0)) => "SIGTERM (it exits cleanly)".into(),
+        (["15"], Some(137)) => "SIGTERM, then SIGKILL before it could exit".into(),
         ([], Some(137)) => "SIGKILL (no chance to clean up)".into(),
         (g, code) => format!("{g:?}, exec exit {code:?}"),
     }
