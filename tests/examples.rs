@@ -1,0 +1,874 @@
+//! The deployment examples are checked, not only written:
+//!
+//! * `Dockerfile.example` is parsed (no image can be pulled here, so it is
+//!   not built): multi-stage, JSON exec forms, COPY sources that exist and
+//!   pass its .dockerignore, CINIT_* names that `init --help` knows, and a
+//!   plan (`init --dry-run --json` with the image's environment) that agrees
+//!   with its comments and its HEALTHCHECK.
+//! * `examples/kubernetes/*.yaml` validate offline against the Kubernetes
+//!   schemas (`kubernetes-validate --strict`, the oldest and the newest
+//!   version it bundles), and each pod's grace period covers cinit's
+//!   shutdown budget computed by cinit itself from the pod's environment.
+//! * `examples/compose-replicas/docker-compose.yml` passes
+//!   `docker-compose config -q`, and its stop_grace_period covers the budget.
+//!
+//! A missing tool fails the test with the command that installs it (CI
+//! installs them in `.ci/test`); nothing passes silently.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::INIT;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command, what: &str, install: &str) -> Output {
+    cmd.output().unwrap_or_else(|e| {
+        panic!("failed to run {what}: {e}; install it with: {install}");
+    })
+}
+
+// ---------------------------------------------------------------- Dockerfile
+
+/// One instruction, continuation lines joined and comment lines dropped
+/// (as Docker does, comments inside a continuation included).
+#[derive(Debug)]
+struct Instr {
+    line: usize,
+    name: String,
+    args: String,
+}
+
+fn parse_dockerfile(text: &str) -> Vec<Instr> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut start = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let t = raw.trim();
+        if t.starts_with('#') || (t.is_empty() && !buf.is_empty()) {
+            continue;
+        }
+        if t.is_empty() {
+            continue;
+        }
+        if buf.is_empty() {
+            start = i + 1;
+        }
+        match t.strip_suffix('\\') {
+            Some(part) => {
+                buf.push_str(part);
+                buf.push(' ');
+            }
+            None => {
+                buf.push_str(t);
+                let (name, args) = buf.split_once(char::is_whitespace).unwrap_or((&buf, ""));
+                out.push(Instr {
+                    line: start,
+                    name: name.to_ascii_uppercase(),
+                    args: args.trim().to_string(),
+                });
+                buf.clear();
+            }
+        }
+    }
+    assert!(buf.is_empty(), "Dockerfile ends inside a continuation");
+    out
+}
+
+/// Words as a POSIX shell would split them (quotes, backslashes), which is
+/// how Docker reads ENV and COPY arguments.
+fn words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '"' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            '\'' => {
+                in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    cur.push(c);
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(c) = chars.next() {
+                    cur.push(c);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+fn exec_form(i: &Instr, json: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<String>>(json).unwrap_or_else(|e| {
+        panic!(
+            "Dockerfile.example:{}: {} must be in JSON exec form ({e}): {json}",
+            i.line, i.name
+        )
+    })
+}
+
+struct Dockerfile {
+    instrs: Vec<Instr>,
+    env: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    healthcheck: Vec<String>,
+}
+
+fn dockerfile() -> Dockerfile {
+    let text = std::fs::read_to_string(repo().join("Dockerfile.example"))
+        .expect("read Dockerfile.example");
+    let instrs = parse_dockerfile(&text);
+    const KNOWN: &[&str] = &[
+        "FROM",
+        "RUN",
+        "CMD",
+        "LABEL",
+        "EXPOSE",
+        "ENV",
+        "ADD",
+        "COPY",
+        "ENTRYPOINT",
+        "VOLUME",
+        "USER",
+        "WORKDIR",
+        "ARG",
+        "ONBUILD",
+        "STOPSIGNAL",
+        "HEALTHCHECK",
+        "SHELL",
+    ];
+    for i in &instrs {
+        assert!(
+            KNOWN.contains(&i.name.as_str()),
+            "Dockerfile.example:{}: unknown instruction {}",
+            i.line,
+            i.name
+        );
+    }
+    let last_stage = instrs.iter().rposition(|i| i.name == "FROM").unwrap();
+    let mut env = Vec::new();
+    let (mut entrypoint, mut cmd, mut healthcheck) = (None, None, None);
+    for i in &instrs[last_stage..] {
+        match i.name.as_str() {
+            "ENV" => {
+                let w = words(&i.args);
+                if w.iter().all(|w| w.contains('=')) {
+                    for kv in w {
+                        let (k, v) = kv.split_once('=').unwrap();
+                        env.push((k.to_string(), v.to_string()));
+                    }
+                } else {
+                    // The legacy `ENV KEY value` form.
+                    let (k, v) = i.args.split_once(char::is_whitespace).unwrap();
+                    env.push((k.to_string(), v.trim().to_string()));
+                }
+            }
+            "ENTRYPOINT" => entrypoint = Some(exec_form(i, &i.args)),
+            "CMD" => cmd = Some(exec_form(i, &i.args)),
+            "HEALTHCHECK" => {
+                let (_, json) = i.args.split_once("CMD ").unwrap_or_else(|| {
+                    panic!("Dockerfile.example:{}: HEALTHCHECK without CMD", i.line)
+                });
+                healthcheck = Some(exec_form(i, json.trim()));
+            }
+            _ => {}
+        }
+    }
+    Dockerfile {
+        instrs,
+        env,
+        entrypoint: entrypoint.expect("the app stage has an ENTRYPOINT"),
+        cmd: cmd.expect("the app stage has a CMD"),
+        healthcheck: healthcheck.expect("the app stage has a HEALTHCHECK"),
+    }
+}
+
+/// Every `[env: NAME=...]` of `init --help`.
+fn help_env_names() -> Vec<String> {
+    let out = Command::new(INIT).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let names: Vec<String> = text
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|s| s.split_once('=').map(|(n, _)| n.to_string()))
+        .collect();
+    assert!(
+        names.len() > 10,
+        "init --help shows too few env names: {names:?}"
+    );
+    names
+}
+
+/// `init --dry-run --json ARGS` with exactly `env` as its CINIT_* settings.
+fn plan(env: &[(String, String)], args: &[&str]) -> Value {
+    let mut c = Command::new(INIT);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().map(|(k, v)| (k, v)));
+    let out = c.args(["--dry-run", "--json"]).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "init --dry-run {args:?} with {env:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the plan is JSON")
+}
+
+fn port_of(url_or_addr: &str) -> u16 {
+    let rest = url_or_addr.rsplit_once("://").map_or(url_or_addr, |p| p.1);
+    let hostport = rest.split('/').next().unwrap();
+    hostport
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url_or_addr}"))
+}
+
+#[test]
+fn dockerfile_is_multi_stage_and_builds_the_static_init() {
+    let d = dockerfile();
+    let froms: Vec<&Instr> = d.instrs.iter().filter(|i| i.name == "FROM").collect();
+    assert!(froms.len() >= 2, "a build stage and an app stage");
+    let build_stage = words(&froms[0].args);
+    assert!(
+        build_stage.len() == 3 && build_stage[1].eq_ignore_ascii_case("as"),
+        "the build stage is named: FROM image AS name (got {build_stage:?})"
+    );
+    let stage = &build_stage[2];
+    assert!(
+        words(&froms[1].args)[0].starts_with("python:") && froms[1].args.contains("slim"),
+        "the app stage is a python slim image: {}",
+        froms[1].args
+    );
+    let runs: Vec<&str> = d
+        .instrs
+        .iter()
+        .filter(|i| i.name == "RUN")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert!(runs
+        .iter()
+        .any(|r| r.contains("rustup target add x86_64-unknown-linux-musl")));
+    let build = "cargo build --release --locked --target x86_64-unknown-linux-musl --bin init";
+    assert!(runs.iter().any(|r| r.contains(build)), "RUN {build}");
+    let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains("name = \"init\""),
+        "Cargo.toml has the init bin"
+    );
+
+    // The binary is copied from where that stage's build leaves it.
+    let second_from = d
+        .instrs
+        .iter()
+        .skip(1)
+        .position(|i| i.name == "FROM")
+        .unwrap()
+        + 1;
+    let workdir = d.instrs[..second_from]
+        .iter()
+        .rev()
+        .find(|i| i.name == "WORKDIR")
+        .map(|i| i.args.clone())
+        .expect("the build stage has a WORKDIR");
+    let from_build = d
+        .instrs
+        .iter()
+        .find(|i| i.name == "COPY" && i.args.contains("--from="))
+        .expect("COPY --from the build stage");
+    let w = words(&from_build.args);
+    assert_eq!(w[0], format!("--from={stage}"));
+    assert_eq!(
+        w[1],
+        format!("{workdir}/target/x86_64-unknown-linux-musl/release/init")
+    );
+    assert_eq!(w[2], "/init");
+}
+
+#[test]
+fn dockerfile_copies_files_that_exist_and_pass_its_dockerignore() {
+    let d = dockerfile();
+    let ignore = std::fs::read_to_string(repo().join("Dockerfile.example.dockerignore"))
+        .expect("Dockerfile.example.dockerignore keeps target/ out of the context");
+    let allowed: Vec<&str> = ignore
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('!'))
+        .map(|l| l.trim_end_matches('/'))
+        .collect();
+    assert!(
+        ignore.lines().any(|l| l.trim() == "*"),
+        "everything else out"
+    );
+    let mut sources = 0;
+    for i in d
+        .instrs
+        .iter()
+        .filter(|i| i.name == "COPY" || i.name == "ADD")
+    {
+        let w: Vec<String> = words(&i.args);
+        if w.iter().any(|w| w.starts_with("--from=")) {
+            continue;
+        }
+        let paths: Vec<&String> = w.iter().filter(|w| !w.starts_with("--")).collect();
+        assert!(
+            paths.len() >= 2,
+            "Dockerfile.example:{}: COPY SRC... DEST",
+            i.line
+        );
+        for src in &paths[..paths.len() - 1] {
+            let src = src.trim_end_matches('/').trim_start_matches("./");
+            sources += 1;
+            assert!(
+                repo().join(src).exists(),
+                "Dockerfile.example:{}: COPY source {src} does not exist in the repository",
+                i.line
+            );
+            assert!(
+                allowed
+                    .iter()
+                    .any(|a| src == *a || src.starts_with(&format!("{a}/"))),
+                "Dockerfile.example:{}: {src} is excluded by Dockerfile.example.dockerignore",
+                i.line
+            );
+        }
+    }
+    assert!(sources >= 4, "the Rust sources and the app are copied");
+    let app = std::fs::read_to_string(repo().join("examples/fastapi/app/main.py"))
+        .expect("examples/fastapi/app/main.py");
+    assert!(app.contains("\"/healthz\""), "the app answers /healthz");
+    assert!(
+        app.contains("/items/{item_id}"),
+        "the app of the FastAPI docs"
+    );
+}
+
+#[test]
+fn dockerfile_runs_cinit_as_pid1_with_real_settings() {
+    let d = dockerfile();
+    assert_eq!(d.entrypoint, ["/init"]);
+    assert_eq!(d.cmd, ["uvicorn", "app.main:app", "--fd", "3"]);
+
+    let known = help_env_names();
+    let cinit: Vec<&(String, String)> = d
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("CINIT_"))
+        .collect();
+    for (k, _) in &cinit {
+        assert!(
+            known.contains(k),
+            "Dockerfile.example sets {k}, which `init --help` does not know"
+        );
+    }
+    let names: Vec<&str> = cinit.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"CINIT_LISTEN") && names.contains(&"CINIT_WORKERS"));
+
+    // The plan of the image under `docker run --cpus 1.5 --memory 512m`,
+    // which its comments promise gives 2 workers.
+    let env: Vec<(String, String)> = d.env.clone();
+    let mut args = vec!["--cpus", "1.5", "--memory", "512m", "--"];
+    args.extend(d.cmd.iter().map(String::as_str));
+    let p = plan(&env, &args);
+    assert_eq!(p["mode"], "workers");
+    assert_eq!(p["workers"]["count"], 2, "{}", p["workers"]);
+    assert_eq!(
+        p["listen"][0]["fd"], 3,
+        "uvicorn --fd 3 is the first socket"
+    );
+    let listen_port = p["listen"][0]["address"]["port"].as_u64().unwrap() as u16;
+    let budget = p["shutdown"]["budget_s"].as_f64().unwrap();
+    assert!(
+        budget < 10.0,
+        "the shutdown ({budget}s) must end inside docker stop's default 10s"
+    );
+
+    // The health check probes the port the init binds, with a URL it takes.
+    assert_eq!(d.healthcheck[..2], ["/init", "--probe"]);
+    let url = &d.healthcheck[2];
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/healthz"));
+    assert_eq!(port_of(url), listen_port);
+    let expose = d
+        .instrs
+        .iter()
+        .find(|i| i.name == "EXPOSE")
+        .expect("EXPOSE");
+    assert_eq!(
+        expose.args.trim_end_matches("/tcp"),
+        listen_port.to_string()
+    );
+    // 0 (something answers) or 1 (nothing does) here; 2 would be a URL
+    // that --probe rejects.
+    let probe = Command::new(INIT)
+        .args(["--probe", "http://127.0.0.1:1/healthz"])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1));
+    let probe = Command::new(INIT)
+        .args(&d.healthcheck[1..])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(probe.status.code(), Some(0 | 1)),
+        "init {:?}: {}",
+        &d.healthcheck[1..],
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// Stops a host-run init gracefully on drop (a failing test included), so
+/// that its uvicorn workers do not outlive it.
+struct Stop(common::Running);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let child = &mut self.0.child;
+        if let Ok(None) = child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < end {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 GET on 127.0.0.1: the body of a 200 answer.
+fn get_200(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The image's command with the image's settings, run on the host (the
+/// image itself cannot be built here): cinit binds, two uvicorn workers
+/// serve the FastAPI app on fd 3, the HEALTHCHECK's `--probe` sees it, and
+/// SIGTERM (`docker stop`) ends it with 0.
+#[test]
+fn dockerfile_command_serves_the_app_with_the_images_settings() {
+    let d = dockerfile();
+    let have = Command::new("python3")
+        .args(["-c", "import fastapi, uvicorn"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        have,
+        "fastapi and uvicorn are not installed: \
+         python3 -m pip install -r examples/fastapi/requirements.txt"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = d
+        .env
+        .iter()
+        .find(|(k, _)| k == "CINIT_LISTEN")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let image_port = port_of(&listen);
+    let mut cmd = Command::new(INIT);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
+        .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
+        // The image's WORKDIR holds examples/fastapi/app as app/.
+        .current_dir(repo().join("examples/fastapi"))
+        // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
+        .args(["--cpus", "0.5", "--"])
+        .args(&d.cmd);
+    let mut init = Stop(common::Running::start(cmd, false));
+    init.0.stderr_line(common::PROMPT, "worker 1 started");
+
+    let probe_url = d.healthcheck[2].replace(&format!(":{image_port}/"), &format!(":{port}/"));
+    common::wait_until("the HEALTHCHECK probe to pass", common::PROMPT, || {
+        Command::new(INIT)
+            .args(["--probe", &probe_url])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let body = get_200(port, "/items/5?q=somequery").expect("an answer from the app");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, serde_json::json!({"item_id": 5, "q": "somequery"}));
+
+    init.0.signal(15);
+    assert_eq!(
+        init.0.code(common::PROMPT),
+        0,
+        "{:?}",
+        init.0.drain_stderr()
+    );
+}
+
+// ------------------------------------------------------------- YAML, tools
+
+fn yaml_docs(path: &Path) -> Vec<Value> {
+    let out = run(
+        Command::new("python3").args([
+            "-c",
+            "import json, sys, yaml\n\
+             print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+            &path.to_string_lossy(),
+        ]),
+        "python3",
+        "apt-get install python3",
+    );
+    assert!(
+        out.status.success(),
+        "python3 could not read {} as YAML (PyYAML comes with \
+         `python3 -m pip install kubernetes-validate`): {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `1m30s`, `10s`, `500ms`, `2h`, or a bare number of seconds.
+fn seconds(v: &Value) -> f64 {
+    if let Some(n) = v.as_f64() {
+        return n;
+    }
+    let s = v.as_str().unwrap_or_else(|| panic!("not a duration: {v}"));
+    let (mut total, mut num) = (0.0, String::new());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().unwrap_or_else(|_| panic!("bad duration {s}"));
+        num.clear();
+        total += match c {
+            'h' => n * 3600.0,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                n / 1000.0
+            }
+            'm' => n * 60.0,
+            's' => n,
+            _ => panic!("bad duration {s}"),
+        };
+    }
+    if !num.is_empty() {
+        total += num.parse::<f64>().unwrap();
+    }
+    total
+}
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no manifests in {dir}");
+    files
+}
+
+// ---------------------------------------------------------------- Kubernetes
+
+const KV_INSTALL: &str = "python3 -m pip install kubernetes-validate";
+
+/// The oldest and the newest Kubernetes version the installed
+/// kubernetes-validate bundles schemas for.
+fn bundled_k8s_versions() -> Vec<String> {
+    let out = run(
+        Command::new("python3").args([
+            "-c",
+            "import kubernetes_validate.utils as u\n\
+             v = sorted(set(u.all_versions()), key=lambda s: tuple(map(int, s.split('.'))))\n\
+             print(v[0], v[-1])",
+        ]),
+        "python3",
+        "apt-get install python3",
+    );
+    assert!(
+        out.status.success(),
+        "kubernetes-validate is not installed ({KV_INSTALL}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let versions = bundled_k8s_versions();
+    assert_eq!(versions.len(), 2);
+    for file in yaml_files("examples/kubernetes") {
+        for v in &versions {
+            let out = run(
+                Command::new("kubernetes-validate")
+                    .args(["--strict", "--kubernetes-version", v])
+                    .arg(&file),
+                "kubernetes-validate",
+                KV_INSTALL,
+            );
+            assert!(
+                out.status.success(),
+                "{} does not validate against Kubernetes {v}:\n{}{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+/// The literal `value`s of a container's `env` list (valueFrom is the
+/// cluster's business).
+fn k8s_env(container: &Value) -> Vec<(String, String)> {
+    container["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The image's ENV with `extra` on top, as the container sees it.
+fn merged_env(base: &[(String, String)], extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut m: BTreeMap<String, String> = base.iter().cloned().collect();
+    m.extend(extra.iter().cloned());
+    m.into_iter().collect()
+}
+
+#[test]
+fn kubernetes_grace_period_covers_cinits_shutdown_budget() {
+    let image = dockerfile();
+    let mut checked = 0;
+    for file in yaml_files("examples/kubernetes") {
+        for doc in yaml_docs(&file) {
+            if doc["kind"] != "Deployment" {
+                continue;
+            }
+            let pod = &doc["spec"]["template"]["spec"];
+            // Kubernetes' default when the field is absent.
+            let grace = pod["terminationGracePeriodSeconds"]
+                .as_f64()
+                .unwrap_or(30.0);
+            for c in pod["containers"].as_array().unwrap() {
+                let env = merged_env(&image.env, &k8s_env(c));
+                let limits = &c["resources"]["limits"];
+                let (cpu, mem) = (limits["cpu"].as_str(), limits["memory"].as_str());
+                let (Some(cpu), Some(mem)) = (cpu, mem) else {
+                    panic!(
+                        "{}: container {} has no cpu/memory limits for cinit to size from",
+                        file.display(),
+                        c["name"]
+                    );
+                };
+                // cinit takes Kubernetes quantities as they are written.
+                let mut args = vec!["--cpus", cpu, "--memory", mem, "--"];
+                args.extend(image.cmd.iter().map(String::as_str));
+                let p = plan(&env, &args);
+                let budget = p["shutdown"]["budget_s"].as_f64().unwrap();
+                assert!(
+                    grace >= budget,
+                    "{}: terminationGracePeriodSeconds {grace} < cinit's shutdown budget {budget}s \
+                     (shutdown delay + graceful timeout): Kubernetes would SIGKILL mid-shutdown",
+                    file.display()
+                );
+                assert_eq!(p["shutdown"]["delay_s"], 5.0);
+                assert_eq!(p["shutdown"]["graceful_timeout_s"], 20.0);
+                // The manifest's comment: 1500m and 512Mi make 2 workers.
+                assert_eq!(
+                    p["workers"]["count"], 2,
+                    "{}",
+                    p["workers"]["sizing"]["formula"]
+                );
+                let steps = p["steps"].as_array().unwrap();
+                assert_eq!(steps[0]["kind"], "wait_for");
+                assert_eq!(steps[0]["url"], "tcp://postgres:5432");
+                assert_eq!(steps[1]["kind"], "run");
+                assert_eq!(
+                    steps[1]["argv"],
+                    serde_json::json!(["alembic", "upgrade", "head"])
+                );
+
+                // Probes reach the port the init binds.
+                let listen = p["listen"][0]["address"]["port"].as_u64().unwrap();
+                let port = c["ports"][0]["containerPort"].as_u64().unwrap();
+                assert_eq!(port, listen, "containerPort is cinit's --listen port");
+                let port_name = c["ports"][0]["name"].as_str();
+                for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
+                    let pr = &c[probe];
+                    if pr.is_null() {
+                        continue;
+                    }
+                    if let Some(cmd) = pr["exec"]["command"].as_array() {
+                        assert_eq!(cmd[0], "/init");
+                        assert_eq!(cmd[1], "--probe");
+                        assert_eq!(port_of(cmd[2].as_str().unwrap()) as u64, listen);
+                    } else {
+                        let p = &pr["httpGet"]["port"];
+                        assert!(
+                            p.as_u64() == Some(listen) || p.as_str() == port_name,
+                            "{probe} port {p}"
+                        );
+                        assert_eq!(pr["httpGet"]["path"], "/healthz");
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no Deployment container was checked");
+}
+
+// ------------------------------------------------------------------- Compose
+
+fn compose(args: &[&str]) -> Output {
+    // docker-compose v1, else the `docker compose` plugin.
+    let v1 = Command::new("docker-compose").args(args).output();
+    match v1 {
+        Ok(out) => out,
+        Err(_) => run(
+            Command::new("docker").arg("compose").args(args),
+            "docker compose",
+            "apt-get install docker-compose (or the docker-compose-plugin)",
+        ),
+    }
+}
+
+#[test]
+fn compose_replicas_file_is_valid_and_its_stop_period_covers_the_budget() {
+    let file = repo().join("examples/compose-replicas/docker-compose.yml");
+    let f = file.to_string_lossy();
+    let out = compose(&["-f", &f, "config", "-q"]);
+    assert!(
+        out.status.success(),
+        "docker-compose config -q failed (is docker-compose installed? \
+         apt-get install docker-compose): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = compose(&["-f", &f, "config"]);
+    assert!(out.status.success());
+    let dir = common::TempDir::new("compose");
+    let resolved = dir.0.join("resolved.yml");
+    std::fs::write(&resolved, &out.stdout).unwrap();
+    let docs = yaml_docs(&resolved);
+    let services = docs[0]["services"].as_object().expect("services");
+
+    let image = dockerfile();
+    let app = services
+        .iter()
+        .find(|(_, s)| {
+            s["build"]["dockerfile"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("Dockerfile.example"))
+        })
+        .map(|(_, s)| s)
+        .expect("a service built from Dockerfile.example");
+    assert!(
+        app["deploy"]["replicas"].as_u64().unwrap_or(1) > 1,
+        "several replicas"
+    );
+    let env: Vec<(String, String)> = app["environment"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env = merged_env(&image.env, &env);
+    let limits = &app["deploy"]["resources"]["limits"];
+    let cpus = limits["cpus"].to_string().trim_matches('"').to_string();
+    let mem = limits["memory"]
+        .as_str()
+        .expect("a memory limit")
+        .to_string();
+    let mut args = vec!["--cpus", cpus.as_str(), "--memory", mem.as_str(), "--"];
+    args.extend(image.cmd.iter().map(String::as_str));
+    let p = plan(&env, &args);
+    let budget = p["shutdown"]["budget_s"].as_f64().unwrap();
+    // Compose's default stop timeout is 10s.
+    let grace = app.get("stop_grace_period").map(seconds).unwrap_or(10.0);
+    assert!(
+        grace >= budget,
+        "stop_grace_period {grace}s < cinit's shutdown budget {budget}s"
+    );
+    assert_eq!(p["workers"]["count"], 1, "one process per replica");
+
+    // The load balancer forwards to that service on the port cinit binds.
+    let listen = p["listen"][0]["address"]["port"].as_u64().unwrap();
+    let name = services
+        .iter()
+        .find(|(_, s)| std::ptr::eq(*s, app))
+        .map(|(n, _)| n.clone())
+        .unwrap();
+    let nginx = std::fs::read_to_string(repo().join("examples/compose-replicas/nginx.conf"))
+        .expect("nginx.conf");
+    assert!(
+        nginx.contains(&format!("http://{name}:{listen}")),
+        "nginx.conf proxies to {name}:{listen}"
+    );
+}
+
+#[test]
+fn duration_parser() {
+    assert_eq!(seconds(&"1m30s".into()), 90.0);
+    assert_eq!(seconds(&"500ms".into()), 0.5);
+    assert_eq!(seconds(&serde_json::json!(7)), 7.0);
+}
