@@ -129,8 +129,11 @@ pub fn bind_all(addrs: &[ListenAddr], backlog: u32) -> Result<Vec<Listener>, Err
 
 fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
     let fail = |e: std::io::Error| Error::io(format!("bind {addr}"), e);
-    let backlog =
-        socket::Backlog::new(backlog.min(i32::MAX as u32) as i32).map_err(|e| fail(e.into()))?;
+    let listen_failed = |e: std::io::Error| Error::io(format!("listen on {addr}"), e);
+    // Not nix's `Backlog`: it refuses values above libc's SOMAXCONN, which
+    // is 128 on musl; the kernel itself caps the value at
+    // net.core.somaxconn.
+    let backlog = backlog.min(i32::MAX as u32) as i32;
     let (fd, local) = match addr {
         ListenAddr::Tcp { host, port } => {
             let sa: SocketAddr = (host.as_str(), *port)
@@ -152,7 +155,7 @@ fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
             socket::setsockopt(&fd, sockopt::TcpNoDelay, &true).map_err(|e| fail(e.into()))?;
             let ss = socket::SockaddrStorage::from(sa);
             socket::bind(fd.as_raw_fd(), &ss).map_err(|e| fail(e.into()))?;
-            socket::listen(&fd, backlog).map_err(|e| fail(e.into()))?;
+            crate::process::sys::listen(&fd, backlog).map_err(listen_failed)?;
             let local = socket::getsockname::<socket::SockaddrStorage>(fd.as_raw_fd())
                 .ok()
                 .and_then(|s| {
@@ -178,7 +181,7 @@ fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, Error> {
             .map_err(|e| fail(e.into()))?;
             let ua = UnixAddr::new(path.as_path()).map_err(|e| fail(e.into()))?;
             socket::bind(fd.as_raw_fd(), &ua).map_err(|e| fail(e.into()))?;
-            socket::listen(&fd, backlog).map_err(|e| fail(e.into()))?;
+            crate::process::sys::listen(&fd, backlog).map_err(listen_failed)?;
             (fd, addr.to_string())
         }
     };

@@ -147,12 +147,27 @@ struct Layers<'a> {
 
 impl<'a> Layers<'a> {
     /// The id clap gives the option `name` (`graceful_timeout`).
+    /// Where clap found `id`. An empty environment variable counts as
+    /// unset: an image's `ENV CINIT_WORKERS=auto` cannot be removed with
+    /// `docker run -e`, only emptied.
     fn source(&self, id: &str) -> Option<ValueSource> {
-        self.matches
+        let source = self
+            .matches
             .try_contains_id(id)
             .ok()
             .and_then(|present| present.then(|| self.matches.value_source(id)))
-            .flatten()
+            .flatten()?;
+        if source == ValueSource::EnvVariable {
+            let empty = self
+                .matches
+                .get_raw(id)
+                .map(|mut vals| vals.all(|v| v.to_string_lossy().trim().is_empty()))
+                .unwrap_or(true);
+            if empty {
+                return None;
+            }
+        }
+        Some(source)
     }
 
     fn origin(&self, id: &'a str) -> Option<Origin<'a>> {

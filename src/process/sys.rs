@@ -281,6 +281,23 @@ pub fn kill_raw(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// `listen(2)` with any backlog (see `listeners::bind`).
+pub fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes an fd we own and a plain integer.
+    if unsafe { libc::listen(fd.as_raw_fd(), backlog) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// True while any process other than the init itself is left in its PID
+/// namespace (`kill(-1, 0)`); meaningful only as PID 1.
+pub fn others_alive() -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    unsafe { libc::kill(-1, 0) == 0 }
+}
+
 /// Moves `fd` to the lowest free number at or above `min`, close-on-exec.
 pub fn move_fd_high(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;

@@ -28,6 +28,12 @@ use crate::reaper::{self, Status};
 use crate::signals::Signals;
 use machine::{Action, Machine, Settings};
 
+/// How often, as PID 1, the init looks for processes that are not its
+/// children during the last phase of a shutdown (there is no notification
+/// for them), and how long past the graceful timeout it keeps looking.
+const OUTSIDERS_POLL: Duration = Duration::from_millis(50);
+const OUTSIDERS_GRACE: Duration = Duration::from_secs(2);
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -172,6 +178,7 @@ impl Shell<'_> {
     async fn supervise(&self, signals: &mut Signals) -> Result<i32, Error> {
         let mut machine = Machine::new(self.settings(), self.plan.workers.count);
         let mut actions: VecDeque<Action> = machine.start().into();
+        let mut outsiders_since: Option<Instant> = None;
         loop {
             while let Some(action) = actions.pop_front() {
                 let now = Instant::now();
@@ -194,10 +201,12 @@ impl Shell<'_> {
                         actions.extend(more);
                     }
                     Action::Kill { pid, signal } => send(pid, signal),
-                    // No child left means no descendant left either (an
-                    // orphan is re-parented to the init): skip the scan.
+                    // Not PID 1: no child left means no descendant left
+                    // either (orphans come to the subreaper), so skip the
+                    // /proc scan. PID 1 also signals processes that are
+                    // not its descendants (`docker exec`).
                     Action::KillLeftovers { signal } => {
-                        if reaper::has_children() {
+                        if self.pid1 || reaper::has_children() {
                             leftovers::signal_all(signal, self.pid1)
                         }
                     }
@@ -213,11 +222,25 @@ impl Shell<'_> {
                     Action::Exit(code) => return Ok(code),
                 }
             }
+            // As PID 1, processes that are not the init's children (a
+            // `docker exec` session, whose parent is outside the container)
+            // exit without telling the init: poll for them, briefly, and
+            // only while the init is otherwise done.
+            let mut poll = None;
             if machine.awaiting_no_children() && !reaper::has_children() {
-                actions.extend(machine.no_children());
-                continue;
+                let since = *outsiders_since.get_or_insert_with(Instant::now);
+                let give_up = since + self.plan.shutdown.graceful_timeout + OUTSIDERS_GRACE;
+                if self.pid1 && sys::others_alive() && Instant::now() < give_up {
+                    poll = Some(Instant::now() + OUTSIDERS_POLL);
+                } else {
+                    actions.extend(machine.no_children());
+                    continue;
+                }
             }
-            let deadline = machine.next_deadline();
+            let deadline = match (machine.next_deadline(), poll) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
