@@ -128,3 +128,40 @@ fn dry_run_works_as_nobody_and_binds_nothing() {
     );
     drop(taken);
 }
+
+/// An empty CINIT_* variable counts as unset (an image's ENV can only be
+/// emptied with `docker run -e`), and WEB_CONCURRENCY is the fallback.
+#[test]
+fn empty_environment_variables_count_as_unset() {
+    let plan = |env: &[(&str, &str)]| -> serde_json::Value {
+        let mut c = clean_env();
+        c.envs(env.iter().copied())
+            .args(["--dry-run", "--json", "true"]);
+        let out = c.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(plan(&[("CINIT_WORKERS", "")])["mode"], "plain");
+    let p = plan(&[("CINIT_WORKERS", " "), ("WEB_CONCURRENCY", "3")]);
+    assert_eq!(
+        (p["mode"].as_str(), p["workers"]["count"].as_u64()),
+        (Some("workers"), Some(3))
+    );
+    assert_eq!(
+        p["workers"]["source"],
+        "environment variable WEB_CONCURRENCY"
+    );
+    assert_eq!(
+        plan(&[("CINIT_WORKERS", "2"), ("WEB_CONCURRENCY", "3")])["workers"]["count"],
+        2
+    );
+    assert_eq!(
+        plan(&[("CINIT_GRACEFUL_TIMEOUT", "")])["shutdown"]["graceful_timeout_s"],
+        8.0
+    );
+}
