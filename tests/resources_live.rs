@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use cinit::resources::{detect, Hierarchy, HostFacts};
 
+mod common;
+
 const MIB: u64 = 1 << 20;
 
 /// This process's own directory in the v1 hierarchy of `controller`, found
@@ -324,4 +326,37 @@ fn groups_are_removed_even_when_a_test_fails_with_a_process_inside() {
         "the process was not moved back to {}",
         parent.display()
     );
+}
+
+/// SIGHUP re-reads the limits (a resized pod, `docker update --cpus`): the
+/// quota goes from 0.5 to 1.5 CPUs while `--workers auto` runs, and the
+/// rolling restart scales from 2 to 4 workers.
+#[test]
+fn hup_rereads_a_changed_quota_and_scales() {
+    require_live!();
+    let mut g = Groups::new();
+    let cpu = g.create(&own_dir("cpu").unwrap(), "hup");
+    write(&cpu, "cpu.cfs_period_us", "100000");
+    write(&cpu, "cpu.cfs_quota_us", "50000");
+    let mut cmd = Command::new("/bin/sh");
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("-c")
+        .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$0" --workers auto --min-uptime 200ms -- "$2" sleep"#)
+        .arg(env!("CARGO_BIN_EXE_init"))
+        .arg(&cpu)
+        .arg(env!("CARGO_BIN_EXE_cinit-demo"));
+    let mut r = common::Running::start(cmd, false);
+    r.stderr_line(common::PROMPT, "worker 1 started");
+    write(&cpu, "cpu.cfs_quota_us", "150000");
+    r.signal(libc::SIGHUP);
+    r.stderr_line(common::PROMPT, "limits re-read: 1.5 cpus");
+    r.stderr_line(common::PROMPT, "scaling from 2 to 4 worker(s)");
+    r.stderr_line(common::PROMPT, "worker 3 started");
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.code(common::PROMPT), 0);
 }
