@@ -19,8 +19,8 @@
 # it is missing. Installs examples/fastapi/requirements.txt with pip (no
 # psutil: /proc is read directly). Usage, from the repository root:
 #     bench/workers.sh > table.md
-# Environment: CARGO_TARGET_DIR (default target), WRK_ARGS ("-t2 -c50 -d10s"),
-# WARMUP (3s), IDLE_S (10).
+# Environment: CARGO_TARGET_DIR (default target), WRK_ARGS ("-t2 -c50 -d5s"),
+# WRK_RUNS (3), WARMUP (3s), IDLE_S (10).
 set -eu
 
 say() { echo "workers-bench: $*" >&2; }

@@ -18,6 +18,10 @@ Definitions (the same for every server):
 * workers: the descendants that hold the listening socket (found by the
   socket's inode in /proc/net/tcp and /proc/PID/fd), i.e. not uvicorn's
   multiprocessing resource_tracker.
+* throughput: median requests/s of WRK_RUNS runs of `wrk WRK_ARGS` on
+  GET /items/5?q=somequery (after a warm-up run); p99 likewise. Each run
+  opens its 50 keep-alive connections anew, and how they spread over the
+  workers (sampled halfway through, shown per run) decides a lot.
 * startup: from just before fork/exec of the manager to the first complete
   answer to GET /items/5?q=somequery, polled with a new connection every
   1 ms while the port refuses connections.
@@ -45,7 +49,8 @@ import sys
 import time
 
 INIT, PYBIN, APP_DIR, STATE = sys.argv[1:5]
-WRK_ARGS = os.environ.get("WRK_ARGS", "-t2 -c50 -d10s").split()
+WRK_ARGS = os.environ.get("WRK_ARGS", "-t2 -c50 -d5s").split()
+WRK_RUNS = int(os.environ.get("WRK_RUNS", "3"))
 WARMUP = os.environ.get("WARMUP", "3s")
 IDLE_S = float(os.environ.get("IDLE_S", "10"))
 PATH = "/items/5?q=somequery"
@@ -255,10 +260,46 @@ def answering_pid(port):
 
 # ---------------------------------------------------------------- wrk
 
-def wrk(port, args):
-    out = subprocess.run(
+def conn_split(port, pids):
+    """Established connections on local port PORT held by each of PIDS."""
+    est = set()
+    hexport = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[1].endswith(hexport) and cols[3] == "01":
+                    est.add(f"socket:[{cols[9]}]")
+    out = []
+    for pid in pids:
+        n = 0
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    n += os.readlink(f"/proc/{pid}/fd/{fd}") in est
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        out.append(n)
+    return sorted(out, reverse=True)
+
+
+def wrk(port, args, split_of=None):
+    """Run wrk; with split_of (worker pids), also sample halfway through
+    how its connections are spread over those workers."""
+    p = subprocess.Popen(
         ["wrk", *args, "--latency", f"http://127.0.0.1:{port}{PATH}"],
-        check=True, capture_output=True, text=True).stdout
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    split = None
+    if split_of:
+        d = re.search(r"-d(\d+)s", " ".join(args))
+        time.sleep(int(d.group(1)) / 2 if d else 1)
+        split = conn_split(port, split_of)
+    out, err = p.communicate()
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk failed: {err.strip()}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
     p99_ms = float(p99.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)]
@@ -269,6 +310,8 @@ def wrk(port, args):
         problems.append("socket errors " + errs.group(1))
     if non2xx:
         problems.append(f"{non2xx.group(1)} non-2xx")
+    if split_of:
+        return rps, p99_ms, problems, split
     return rps, p99_ms, problems
 
 
@@ -311,10 +354,22 @@ def measure(name, argv, port, logpath):
 
         log(f"{name}: warm-up wrk {WARMUP}")
         wrk(port, ["-t2", "-c50", "-d" + WARMUP])
-        log(f"{name}: wrk {' '.join(WRK_ARGS)}")
-        r["rps"], r["p99_ms"], r["wrk_problems"] = wrk(port, WRK_ARGS)
-        log(f"{name}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms"
-            + (f" ({'; '.join(r['wrk_problems'])})" if r["wrk_problems"] else ""))
+        # Each run opens its connections anew and the kernel + asyncio's
+        # greedy accept loop decide how they spread over the workers (all
+        # 50 on one worker halves the throughput): several runs, the median
+        # reported, the spread of each shown.
+        runs = []
+        for i in range(WRK_RUNS):
+            log(f"{name}: wrk {' '.join(WRK_ARGS)} (run {i+1}/{WRK_RUNS})")
+            rps, p99, problems, split = wrk(port, WRK_ARGS, split_of=ws)
+            runs.append((rps, p99, problems, split))
+            log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, connections per "
+                f"worker {'/'.join(map(str, split))}"
+                + (f" ({'; '.join(problems)})" if problems else ""))
+        r["rps"] = statistics.median(x[0] for x in runs)
+        r["p99_ms"] = statistics.median(x[1] for x in runs)
+        r["wrk_problems"] = [p for x in runs for p in x[2]]
+        r["runs"] = runs
         # One keep-alive connection: shows a missing TCP_NODELAY directly
         # (each response then waits ~40 ms for the client's delayed ACK).
         r["c1_rps"], r["c1_p99_ms"], _ = wrk(port, ["-t1", "-c1", "-d3s"])
@@ -432,8 +487,12 @@ def main():
 
     c, g, u = res
     rows = [
-        ("Requests/s (wrk " + " ".join(WRK_ARGS) + ")", lambda r: f"{r['rps']:,.0f}"),
-        ("p99 latency, ms", lambda r: f"{r['p99_ms']:.1f}"),
+        (f"Requests/s, median of {WRK_RUNS} × wrk " + " ".join(WRK_ARGS),
+         lambda r: f"{r['rps']:,.0f}"),
+        ("… each run", lambda r: ", ".join(f"{x[0]:,.0f}" for x in r["runs"])),
+        ("… connections per worker in each run",
+         lambda r: ", ".join("/".join(map(str, x[3])) for x in r["runs"])),
+        ("p99 latency, ms (median of the runs)", lambda r: f"{r['p99_ms']:.1f}"),
         ("wrk errors", lambda r: "; ".join(r["wrk_problems"]) or "none"),
         ("Requests/s on 1 keep-alive connection (wrk -t1 -c1 -d3s)",
          lambda r: f"{r['c1_rps']:,.0f}"),
