@@ -92,6 +92,9 @@ else
     fi
 fi
 [[ -x $CINIT ]] || die "no binary at $CINIT"
+# A binary the linker has just written sits in dirty page-cache pages, which
+# smaps counts as the init's Private_Dirty: write them back first.
+sync
 command -v rustc >/dev/null || die "rustc not found (needed for bench/pid1/storm.rs)"
 STORM_BIN=$WORK/storm
 rustc --edition 2021 -O -C panic=abort -C strip=debuginfo -o "$STORM_BIN" "$ROOT/bench/pid1/storm.rs" >&2 ||

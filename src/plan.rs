@@ -146,13 +146,22 @@ fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 impl Plan {
     pub fn build(config: &Config) -> Result<Plan, ConfigError> {
-        Plan::build_with(config, &HostFacts::read(&config.root))
+        // The limits decide only `--workers auto`; the dry run shows them
+        // always. A plain or fixed-count run skips reading them.
+        if config.dry_run || config.workers == Some(Workers::Auto) {
+            Plan::build_with(config, Some(&HostFacts::read(&config.root)))
+        } else {
+            Plan::build_with(config, None)
+        }
     }
 
-    /// `build` with injected host facts, for tests.
-    pub fn build_with(config: &Config, host: &HostFacts) -> Result<Plan, ConfigError> {
+    /// `build` with injected host facts (tests); `None` reads no limits.
+    pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Result<Plan, ConfigError> {
         let mut warnings = Vec::new();
-        let resources = resources::detect(&config.root, host);
+        let resources = match host {
+            Some(host) => resources::detect(&config.root, host),
+            None => Resources::not_read(),
+        };
         let input = SizingInput {
             workers_per_cpu: config.workers_per_cpu,
             extra_workers: config.extra_workers,

@@ -597,7 +597,7 @@ fn plan(case: &str, args: &[&str]) -> cinit::plan::Plan {
     argv.extend(args.iter().map(|s| s.to_string()));
     let (cli, matches) = cinit::cli::Cli::parse_from_args(argv).expect("arguments");
     let config = cinit::config::resolve(&cli, &matches, &NoEnv).expect("config");
-    cinit::plan::Plan::build_with(&config, &host8()).expect("plan")
+    cinit::plan::Plan::build_with(&config, Some(&host8())).expect("plan")
 }
 
 fn snapshot(name: &str, actual: &str) {

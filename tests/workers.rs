@@ -168,7 +168,21 @@ fn a_killed_worker_is_replaced_in_its_slot_without_a_refused_connection() {
         replaced != 0 && replaced != before[&1]
     });
     let (ok, failed) = load.finish();
-    assert!(failed.is_empty(), "failed requests: {failed:?}");
+    // The one request the killed worker had accepted may be reset with it;
+    // what must never happen is a refused (or unanswered) connection: the
+    // socket stays open in the init and the survivor keeps accepting.
+    let refused: Vec<&String> = failed
+        .iter()
+        .filter(|f| !f.contains("reset by peer"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "refused or failed connections: {failed:?}"
+    );
+    assert!(
+        failed.len() <= 1,
+        "more than the one in-flight request failed: {failed:?}"
+    );
     assert!(ok > 0);
     assert!(pid_alive(survivor), "slot 0 was left alone");
     r.stderr_line(PROMPT, "worker 1 started");
@@ -333,11 +347,13 @@ fn workers_see_listen_fds_their_own_listen_pid_and_tcp_nodelay() {
     let script = r#"
 import os, socket
 s = socket.socket(fileno=3)
-print(os.environ["CINIT_WORKER_ID"], os.environ["CINIT_WORKERS"],
+fields = [os.environ["CINIT_WORKER_ID"], os.environ["CINIT_WORKERS"],
       os.environ["LISTEN_FDS"], os.environ["LISTEN_FDNAMES"],
       os.environ["LISTEN_PID"] == str(os.getpid()),
       s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,
-      s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0, flush=True)
+      s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0]
+# One write(2): two workers print at once, and print() may split a line.
+os.write(1, (" ".join(map(str, fields)) + "\n").encode())
 s.detach()
 "#;
     let (code, out, err) = run(
@@ -366,7 +382,7 @@ s.detach()
         let name = port_name(line);
         assert!(
             name.starts_with("tcp-") && name.ends_with(":cinit-test-worker-env.sock"),
-            "{line}"
+            "{line:?} in {out:?}"
         );
         assert_eq!(*line, format!("{slot} 2 2 {name} True True True"));
     }

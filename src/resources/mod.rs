@@ -125,6 +125,34 @@ pub struct Resources {
     pub walks: Vec<Walk>,
 }
 
+impl Resources {
+    /// The value a real run without `--workers auto` carries: there the
+    /// limits decide nothing, so reading a dozen cgroup files at every start
+    /// would only cost time (the dry run always reads them).
+    pub fn not_read() -> Resources {
+        let cpus = num_cpus::get();
+        Resources {
+            cgroup: "not read".into(),
+            cpus: Figure {
+                value: cpus as f64,
+                source: "not read: nothing in this run depends on it".into(),
+            },
+            memory: None,
+            host: HostFacts {
+                online_cpus: cpus,
+                affinity_cpus: None,
+                mem_total: None,
+            },
+            warnings: Vec::new(),
+            cpu_quota: None,
+            cpuset: None,
+            memory_max: None,
+            memory_high: None,
+            walks: Vec::new(),
+        }
+    }
+}
+
 /// The directories read for one controller.
 #[derive(Clone, Debug, Serialize)]
 pub struct Walk {
