@@ -384,7 +384,7 @@ impl Machine {
                 ]
                 .concat(),
             )];
-            out.extend(self.next_roll(now));
+            out.extend(self.next_roll());
             return out;
         }
         self.after_exit(slot, status, ran, now)
@@ -509,6 +509,19 @@ impl Machine {
                 Signal::TTOU => return self.scale_to(self.worker_count().saturating_sub(1), now),
                 _ => {}
             }
+        }
+        if self.workers()
+            && rule.is_none()
+            && [Signal::HUP, Signal::TTIN, Signal::TTOU].contains(&sig)
+        {
+            // Shutting down: no reload or scaling any more, and the
+            // workers must not get a signal meant for the init.
+            return vec![line(
+                "info",
+                "ignored",
+                format!("{sig} ignored: shutting down"),
+                vec![("signal", sig.name().into())],
+            )];
         }
         let to = match rule {
             Some(r) => r.to,
@@ -782,7 +795,7 @@ impl Machine {
             ));
             out.extend(self.retire(old.pid, slot, now));
         }
-        out.extend(self.next_roll(now));
+        out.extend(self.next_roll());
         out
     }
 
@@ -796,7 +809,8 @@ impl Machine {
         vec![Action::Kill { pid, signal: sig }]
     }
 
-    fn next_roll(&mut self, _now: Instant) -> Vec<Action> {
+    /// The next slot of the rolling restart that has a worker to replace.
+    fn next_roll(&mut self) -> Vec<Action> {
         while let Some(slot) = self.roll.pop_front() {
             if let Some(sl) = self.slots.get(slot as usize) {
                 if sl.current.is_some() && sl.replacement.is_none() {
@@ -806,9 +820,6 @@ impl Machine {
                     }];
                 }
             }
-        }
-        if self.phase == Phase::Running && self.retiring.is_empty() {
-            return Vec::new();
         }
         Vec::new()
     }
@@ -842,7 +853,7 @@ impl Machine {
             // A replacement is still settling; the roll goes on after it.
             return out;
         }
-        out.extend(self.next_roll(now));
+        out.extend(self.next_roll());
         out
     }
 
@@ -1232,6 +1243,17 @@ mod tests {
             .iter()
             .all(|a| matches!(a, Action::Log(_))));
         assert_eq!(m.worker_count(), 1);
+    }
+
+    #[test]
+    fn reload_and_scaling_are_ignored_while_shutting_down() {
+        let (mut m, t0) = running(2, Mode::Workers);
+        m.s.shutdown_delay = Duration::from_secs(5);
+        m.signal(Signal::TERM, t0);
+        for sig in [Signal::HUP, Signal::TTIN, Signal::TTOU] {
+            assert!(non_log(m.signal(sig, t0)).is_empty(), "{sig}");
+        }
+        assert_eq!(m.worker_count(), 2);
     }
 
     #[test]
