@@ -259,6 +259,20 @@ mod tests {
     }
 
     #[test]
+    fn binds_ipv6_and_unix() {
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let l = bind_all(&[ListenAddr::parse("[::1]:0").unwrap()], 4096).unwrap();
+            assert!(l[0].local.starts_with("[::1]:"), "{}", l[0].local);
+        }
+        let path = std::env::temp_dir().join(format!("cinit-unit-{}.sock", std::process::id()));
+        let addr = ListenAddr::parse(&format!("unix:{}", path.display())).unwrap();
+        let l = bind_all(&[addr.clone()], 16).unwrap();
+        assert!(path.exists());
+        drop(l);
+        assert!(!path.exists(), "the socket file goes with the listener");
+    }
+
+    #[test]
     fn binds_and_moves_high() {
         let l = bind_all(&[ListenAddr::parse("127.0.0.1:0").unwrap()], 16).unwrap();
         assert!(l[0].raw_fd() >= HIGH_FD);
