@@ -266,7 +266,7 @@ mod tests {
         }
         let path = std::env::temp_dir().join(format!("cinit-unit-{}.sock", std::process::id()));
         let addr = ListenAddr::parse(&format!("unix:{}", path.display())).unwrap();
-        let l = bind_all(&[addr.clone()], 16).unwrap();
+        let l = bind_all(&[addr], 16).unwrap();
         assert!(path.exists());
         drop(l);
         assert!(!path.exists(), "the socket file goes with the listener");
