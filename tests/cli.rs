@@ -27,13 +27,7 @@ fn snapshot(name: &str, actual: &str) {
 }
 
 fn clean_env() -> std::process::Command {
-    let mut c = std::process::Command::new(INIT);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            c.env_remove(k);
-        }
-    }
-    c
+    clean_command(INIT)
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::INIT;
+use common::{clean_command, INIT};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -237,12 +237,7 @@ fn help_env_names() -> Vec<String> {
 
 /// `init --dry-run --json ARGS` with exactly `env` as its CINIT_* settings.
 fn plan(env: &[(String, String)], args: &[&str]) -> Value {
-    let mut c = Command::new(INIT);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = clean_command(INIT);
     c.envs(env.iter().map(|(k, v)| (k, v)));
     let out = c.args(["--dry-run", "--json"]).args(args).output().unwrap();
     assert_eq!(
@@ -518,12 +513,7 @@ fn dockerfile_command_serves_the_app_with_the_images_settings() {
         .map(|(_, v)| v.clone())
         .unwrap();
     let image_port = port_of(&listen);
-    let mut cmd = Command::new(INIT);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = clean_command(INIT);
     cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
         .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
         // The image's WORKDIR holds examples/fastapi/app as app/.

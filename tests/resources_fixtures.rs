@@ -10,8 +10,9 @@
 //! and snapshots of what the dry run prints (`tests/snapshots/`; rewrite
 //! them with `UPDATE_SNAPSHOTS=1`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cinit::resources::{detect, HostFacts, Resolution, Resources};
 use cinit::sizing::{decide, Sizing, SizingInput};
@@ -470,13 +471,7 @@ fn every_fixture_detects_without_panicking() {
 /// `init --dry-run --json --workers auto` with `CINIT_ROOT=<fixture>` and
 /// no other cinit setting from this process's environment.
 fn dry_run_json(case: &str, extra: &[&str]) -> serde_json::Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_init"));
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::clean_command(env!("CARGO_BIN_EXE_init"));
     let out = cmd
         .env("CINIT_ROOT", fixture(case))
         .args(["--dry-run", "--json", "--workers", "auto"])

@@ -139,13 +139,7 @@ impl Drop for Groups {
 /// Runs the dry run inside `cpu_dir` and `mem_dir`: the shell moves itself
 /// in, then execs init, so init starts inside both groups.
 fn dry_run_inside(cpu_dir: &Path, mem_dir: &Path) -> serde_json::Value {
-    let mut cmd = Command::new("/bin/sh");
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::clean_command("/bin/sh");
     let out = cmd
         .arg("-c")
         .arg(
@@ -338,13 +332,7 @@ fn hup_rereads_a_changed_quota_and_scales() {
     let cpu = g.create(&own_dir("cpu").unwrap(), "hup");
     write(&cpu, "cpu.cfs_period_us", "100000");
     write(&cpu, "cpu.cfs_quota_us", "50000");
-    let mut cmd = Command::new("/bin/sh");
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::clean_command("/bin/sh");
     cmd.arg("-c")
         .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$0" --workers auto --min-uptime 200ms -- "$2" sleep"#)
         .arg(env!("CARGO_BIN_EXE_init"))

@@ -15,7 +15,6 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::config::Signal;
@@ -82,14 +81,14 @@ async fn run_async(plan: Plan, pid1: bool) -> Result<i32, Error> {
     }
     let addrs: Vec<_> = plan.listen.iter().map(|l| l.address.clone()).collect();
     let sockets = listeners::bind_all(&addrs, plan.backlog)?;
-    for l in &sockets {
+    for (i, l) in sockets.iter().enumerate() {
         log::event(
             "info",
             "listening",
             &format!(
                 "listening on {} (fd {} in workers)",
                 l.local,
-                listeners::FIRST_FD + index_of(&sockets, l)
+                listeners::FIRST_FD + i as i32
             ),
             &[("address", l.local.clone().into())],
         );
@@ -102,10 +101,6 @@ async fn run_async(plan: Plan, pid1: bool) -> Result<i32, Error> {
         pid1,
     };
     shell.supervise(&mut signals).await
-}
-
-fn index_of(all: &[Listener], one: &Listener) -> i32 {
-    all.iter().position(|l| std::ptr::eq(l, one)).unwrap_or(0) as i32
 }
 
 struct Shell<'a> {
@@ -211,8 +206,8 @@ impl Shell<'_> {
                         }
                     }
                     Action::Resume { pid } => {
-                        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGCONT);
-                        send(pid, Signal::CONT);
+                        // The worker leads its own process group.
+                        sys::kill_raw(-pid.as_raw(), Signal::CONT.raw());
                     }
                     Action::Replan => {
                         let count = self.replan();
@@ -270,10 +265,5 @@ impl Shell<'_> {
 
 /// Sends a signal; a process that is already gone is not an error.
 pub(crate) fn send(pid: Pid, signal: Signal) {
-    if let Ok(s) = nix::sys::signal::Signal::try_from(signal.raw()) {
-        let _ = kill(pid, s);
-    } else {
-        // Realtime signals have no nix enum value.
-        sys::kill_raw(pid.as_raw(), signal.raw());
-    }
+    sys::kill_raw(pid.as_raw(), signal.raw());
 }

@@ -363,3 +363,17 @@ pub fn assert_stays_asleep(pid: i32) {
         }
     }
 }
+
+/// `program` with no cinit setting inherited from this process: every
+/// `CINIT_*` variable and `WEB_CONCURRENCY` removed, so a developer's shell
+/// cannot change what a test sees.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CINIT_") || k == "WEB_CONCURRENCY" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
