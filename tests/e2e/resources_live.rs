@@ -11,14 +11,13 @@
 //! are moved back to where this process lives, then the directories are
 //! removed, children first.
 
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cinit::resources::{detect, Hierarchy, HostFacts};
-
-mod common;
 
 const MIB: u64 = 1 << 20;
 
@@ -139,7 +138,7 @@ impl Drop for Groups {
 /// Runs the dry run inside `cpu_dir` and `mem_dir`: the shell moves itself
 /// in, then execs init, so init starts inside both groups.
 fn dry_run_inside(cpu_dir: &Path, mem_dir: &Path) -> serde_json::Value {
-    let mut cmd = common::clean_command("/bin/sh");
+    let mut cmd = crate::common::clean_command("/bin/sh");
     let out = cmd
         .arg("-c")
         .arg(
@@ -157,10 +156,6 @@ fn dry_run_inside(cpu_dir: &Path, mem_dir: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
-
-fn live_affinity() -> f64 {
-    HostFacts::read(Path::new("/")).affinity_cpus.unwrap_or(1) as f64
 }
 
 /// `dir` as the cgroup path init reports for it (`/sys/fs/cgroup/cpu/a/b`
@@ -332,19 +327,19 @@ fn hup_rereads_a_changed_quota_and_scales() {
     let cpu = g.create(&own_dir("cpu").unwrap(), "hup");
     write(&cpu, "cpu.cfs_period_us", "100000");
     write(&cpu, "cpu.cfs_quota_us", "50000");
-    let mut cmd = common::clean_command("/bin/sh");
+    let mut cmd = crate::common::clean_command("/bin/sh");
     cmd.arg("-c")
         .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$0" --workers auto --min-uptime 200ms -- "$2" sleep"#)
         .arg(env!("CARGO_BIN_EXE_init"))
         .arg(&cpu)
         .arg(env!("CARGO_BIN_EXE_cinit-demo"));
-    let mut r = common::Running::start(cmd, false);
-    r.stderr_line(common::PROMPT, "worker 1 started");
+    let mut r = crate::common::Running::start(cmd, false);
+    r.stderr_line(crate::common::PROMPT, "worker 1 started");
     write(&cpu, "cpu.cfs_quota_us", "150000");
     r.signal(libc::SIGHUP);
-    r.stderr_line(common::PROMPT, "limits re-read: 1.5 cpus");
-    r.stderr_line(common::PROMPT, "scaling from 2 to 4 worker(s)");
-    r.stderr_line(common::PROMPT, "worker 3 started");
+    r.stderr_line(crate::common::PROMPT, "limits re-read: 1.5 cpus");
+    r.stderr_line(crate::common::PROMPT, "scaling from 2 to 4 worker(s)");
+    r.stderr_line(crate::common::PROMPT, "worker 3 started");
     r.signal(libc::SIGTERM);
-    assert_eq!(r.code(common::PROMPT), 0);
+    assert_eq!(r.code(crate::common::PROMPT), 0);
 }

@@ -1,9 +1,7 @@
 //! Plain mode end to end: the real binary as PID 1 of a new PID namespace
 //! and as a child subreaper. Children are small shell or Python programs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Python that prints `ready`, then the number of every signal it gets.
 const ECHO_SIGNALS: &str = r#"

@@ -4,6 +4,7 @@
 //! must appear "later", it is started from the wait's first progress report
 //! (a condition), not after a fixed sleep.
 
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -12,16 +13,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cinit::prestart::{probe, wait_for, Progress, Target};
-
-/// A port nothing listens on (bound, then released; another process
-/// grabbing it in between is possible but unlikely on a test machine).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn temp_path(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("cinit-prestart-{}-{name}", std::process::id()));

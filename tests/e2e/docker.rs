@@ -16,21 +16,18 @@
 //!
 //! `comparison_with_docker_init` runs the same scenarios under `docker run
 //! --init` (Docker's bundled tini, the demo as PID 2) and prints a table on
-//! stderr (`cargo test --test docker -- --nocapture comparison`); the table
+//! stderr (`cargo test --test e2e docker::comparison -- --nocapture`); the table
 //! in docs/deploying.md comes from such a run.
 
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::TempDir;
+use crate::common::TempDir;
 use serde_json::Value;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
@@ -53,7 +50,7 @@ fn docker_available() -> bool {
                 "\n\
                  ########################################################\n\
                  ## SKIPPED: no Docker daemon answers `docker info`:   ##\n\
-                 ## the Docker end-to-end tests (tests/docker.rs) did  ##\n\
+                 ## the Docker end-to-end tests (tests/e2e/docker.rs) did  ##\n\
                  ## NOT run. Start dockerd to run them.                ##\n\
                  ########################################################\n"
             );
@@ -415,7 +412,7 @@ impl Container {
 
     /// Waits until `/healthz` answers 200 through the published port.
     fn wait_http(&self, port: u16) {
-        let end = Instant::now() + common::PROMPT;
+        let end = Instant::now() + crate::common::PROMPT;
         while http_get(port, "/healthz").map(|r| r.0) != Some(200) {
             if Instant::now() > end || !self.running() {
                 self.fail(&format!("no HTTP answer on port {port}"));
@@ -435,24 +432,11 @@ impl Drop for Container {
     }
 }
 
-/// One HTTP/1.1 GET on 127.0.0.1:PORT: (status, body), or None when
-/// nothing answered (docker-proxy accepts and closes when the container
-/// does not listen yet).
+/// One GET on 127.0.0.1:PORT: (status, body), or None when nothing
+/// answered (docker-proxy accepts and closes when the container does not
+/// listen yet).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
+    crate::common::http_get(port, path).ok()
 }
 
 /// The demo's answer to `/`: {"pid", "worker", "workers", "path"}.
@@ -566,21 +550,25 @@ fn auto_workers_start_the_planned_count() {
     let mut workers = BTreeSet::new();
     c.wait_for(
         "worker processes to reach the planned count",
-        common::PROMPT,
+        crate::common::PROMPT,
         || c.pids_of("/cinit-demo serve").len() == planned,
     );
     let pids = c.pids_of("/cinit-demo serve");
     // The kernel hands connections on the shared socket to the workers in
     // turn; every one of them answers, and each knows the count.
     let mut seen_pids = BTreeSet::new();
-    c.wait_for("every worker slot to answer HTTP", common::PROMPT, || {
-        if let Some(w) = whoami(port) {
-            assert_eq!(w["workers"], planned as u64, "{w}");
-            workers.insert(w["worker"].as_u64().unwrap());
-            seen_pids.insert(w["pid"].as_i64().unwrap() as i32);
-        }
-        workers.len() == planned
-    });
+    c.wait_for(
+        "every worker slot to answer HTTP",
+        crate::common::PROMPT,
+        || {
+            if let Some(w) = whoami(port) {
+                assert_eq!(w["workers"], planned as u64, "{w}");
+                workers.insert(w["worker"].as_u64().unwrap());
+                seen_pids.insert(w["pid"].as_i64().unwrap() as i32);
+            }
+            workers.len() == planned
+        },
+    );
     assert_eq!(workers, (0..planned as u64).collect());
     assert_eq!(
         seen_pids, pids,
@@ -598,7 +586,7 @@ fn docker_stop_is_a_graceful_shutdown_with_exit_0() {
     let t = Instant::now();
     docker_ok(&["stop", "-t", "10", &c.name]);
     let took = t.elapsed();
-    assert_eq!(c.exit_code(common::PROMPT), 0, "{}", c.logs());
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{}", c.logs());
     assert!(
         took < Duration::from_secs(5),
         "docker stop took {took:?}, close to its 10s timeout"
@@ -618,12 +606,12 @@ fn a_worker_ignoring_term_is_killed_by_cinit_before_docker() {
         &["-e", "CINIT_GRACEFUL_TIMEOUT=2s"],
         &["--workers", "1", "/cinit-demo", "ignore-term"],
     );
-    c.wait_log("ready", common::PROMPT);
+    c.wait_log("ready", crate::common::PROMPT);
     let t = Instant::now();
     // Docker would SIGKILL after 30s (exit 137); cinit does it after 2s.
     docker_within(&["stop", "-t", "30", &c.name], Duration::from_secs(60));
     let took = t.elapsed();
-    let code = c.exit_code(common::PROMPT);
+    let code = c.exit_code(crate::common::PROMPT);
     let logs = c.logs();
     assert_eq!(
         code, 0,
@@ -654,7 +642,7 @@ fn exec_in_background(c: &Container, args: &[&str]) -> std::process::Child {
         .spawn()
         .expect("run docker exec");
     let prefix = args.join(" ");
-    c.wait_for("the exec'd process to start", common::PROMPT, || {
+    c.wait_for("the exec'd process to start", crate::common::PROMPT, || {
         c.pids_of(&prefix).len() == 1
     });
     child
@@ -668,14 +656,14 @@ fn finish_exec(mut exec: std::process::Child) -> (Option<i32>, String) {
         let _ = out.read_to_string(&mut s);
         s
     });
-    let end = Instant::now() + common::PROMPT;
+    let end = Instant::now() + crate::common::PROMPT;
     let status = loop {
         if let Some(s) = exec.try_wait().unwrap() {
             break s;
         }
         if Instant::now() > end {
             let _ = exec.kill();
-            panic!("docker exec did not end within {:?}", common::PROMPT);
+            panic!("docker exec did not end within {:?}", crate::common::PROMPT);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -695,7 +683,7 @@ fn a_leftover_process_gets_the_graceful_window() {
         &["-e", "CINIT_GRACEFUL_TIMEOUT=2s"],
         &["/cinit-demo", "sleep"],
     );
-    c.wait_log("ready", common::PROMPT);
+    c.wait_log("ready", crate::common::PROMPT);
     let exec = exec_in_background(&c, &["/cinit-demo", "ignore-term"]);
     let t = Instant::now();
     docker_within(&["stop", "-t", "30", &c.name], Duration::from_secs(60));
@@ -706,7 +694,7 @@ fn a_leftover_process_gets_the_graceful_window() {
         "it got SIGTERM: {printed:?}"
     );
     assert_eq!(code, Some(137), "and SIGKILL in the end");
-    assert_eq!(c.exit_code(common::PROMPT), 143, "the child's TERM");
+    assert_eq!(c.exit_code(crate::common::PROMPT), 143, "the child's TERM");
     let logs = c.logs();
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(15),
@@ -726,7 +714,7 @@ fn hup_rolls_every_worker_without_a_failed_request() {
     let c = Container::start(&img, &["-p", PUBLISH, "-e", LISTEN_ENV], &serve_args("2"));
     let port = c.host_port();
     c.wait_http(port);
-    c.wait_for("2 workers", common::PROMPT, || {
+    c.wait_for("2 workers", crate::common::PROMPT, || {
         c.pids_of("/cinit-demo serve").len() == 2
     });
     let old = c.pids_of("/cinit-demo serve");
@@ -783,7 +771,7 @@ fn hup_rolls_every_worker_without_a_failed_request() {
 /// nothing does); returns the orphans' pids and the last count.
 fn orphans_then_zombies(c: &Container, n: usize, settled: usize) -> (Vec<i32>, usize) {
     let mut orphans = Vec::new();
-    c.wait_for("the orphans to be reported", common::PROMPT, || {
+    c.wait_for("the orphans to be reported", crate::common::PROMPT, || {
         orphans = c
             .logs()
             .lines()
@@ -791,7 +779,7 @@ fn orphans_then_zombies(c: &Container, n: usize, settled: usize) -> (Vec<i32>, u
             .collect();
         orphans.len() == n
     });
-    c.wait_for("the orphans to exit", common::PROMPT, || {
+    c.wait_for("the orphans to exit", crate::common::PROMPT, || {
         c.top()
             .iter()
             .all(|p| !orphans.contains(&p.pid) || p.stat.starts_with('Z'))
@@ -932,7 +920,7 @@ fn zombies_row(img: &Image) -> (usize, usize, usize) {
 /// running at `docker stop`: what does it get?
 fn leftover_row(img: &Image, init: Init) -> String {
     let c = init.start(img, &[], &["sleep"]);
-    c.wait_log("ready", common::PROMPT);
+    c.wait_log("ready", crate::common::PROMPT);
     let exec = exec_in_background(&c, &["/cinit-demo", "signals"]);
     docker_ok(&["stop", "-t", "10", &c.name]);
     let (code, printed) = finish_exec(exec);
@@ -951,11 +939,11 @@ fn leftover_row(img: &Image, init: Init) -> String {
 /// The child ignores TERM; `docker stop -t 5`: (seconds, exit code).
 fn ignore_term_row(img: &Image, init: Init) -> (f64, i32) {
     let c = init.start(img, &["-e", "CINIT_GRACEFUL_TIMEOUT=2s"], &["ignore-term"]);
-    c.wait_log("ready", common::PROMPT);
+    c.wait_log("ready", crate::common::PROMPT);
     let t = Instant::now();
     docker_ok(&["stop", "-t", "5", &c.name]);
     let took = t.elapsed().as_secs_f64();
-    (took, c.exit_code(common::PROMPT))
+    (took, c.exit_code(crate::common::PROMPT))
 }
 
 /// `docker run -it`, Ctrl-Z, then Ctrl-C, typed on a real pty: (the child
@@ -1006,7 +994,7 @@ fn ctrl_z_row(img: &Image, init: Init) -> (bool, Option<i64>) {
 /// Context switches of PID 1 over 3 idle seconds.
 fn wakeups(img: &Image, init: Init) -> u64 {
     let c = init.start(img, &[], &["sleep"]);
-    c.wait_log("ready", common::PROMPT);
+    c.wait_log("ready", crate::common::PROMPT);
     let pid = c.inspect("{{.State.Pid}}");
     let switches = || -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -2,7 +2,6 @@
 //! PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`) or as
 //! a plain child, read its output with deadlines, and wait on conditions.
 //! No test here sleeps for a fixed time to let something happen.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -67,7 +66,7 @@ pub struct Running {
     pub stdout_seen: Vec<String>,
 }
 
-fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
+pub fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(r).lines() {
@@ -376,4 +375,48 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     c
+}
+
+/// Compares `actual` with `tests/snapshots/NAME` (trailing whitespace
+/// normalised to one newline); `UPDATE_SNAPSHOTS=1` rewrites the file.
+pub fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    let actual = format!("{}\n", actual.trim_end());
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read snapshot {}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        panic!(
+            "snapshot {} differs (UPDATE_SNAPSHOTS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}
+
+/// A port nothing listens on (bound, then released; another process
+/// grabbing it in between is possible but unlikely on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The live affinity mask as the binary reads it from itself (not from a
+/// fixture root).
+pub fn live_affinity() -> f64 {
+    cinit::resources::HostFacts::read(std::path::Path::new("/"))
+        .affinity_cpus
+        .unwrap_or(1) as f64
 }

@@ -10,8 +10,7 @@
 //! and snapshots of what the dry run prints (`tests/snapshots/`; rewrite
 //! them with `UPDATE_SNAPSHOTS=1`).
 
-mod common;
-
+use crate::common::*;
 use std::path::{Path, PathBuf};
 
 use cinit::resources::{detect, HostFacts, Resolution, Resources};
@@ -471,7 +470,7 @@ fn every_fixture_detects_without_panicking() {
 /// `init --dry-run --json --workers auto` with `CINIT_ROOT=<fixture>` and
 /// no other cinit setting from this process's environment.
 fn dry_run_json(case: &str, extra: &[&str]) -> serde_json::Value {
-    let mut cmd = common::clean_command(env!("CARGO_BIN_EXE_init"));
+    let mut cmd = crate::common::clean_command(env!("CARGO_BIN_EXE_init"));
     let out = cmd
         .env("CINIT_ROOT", fixture(case))
         .args(["--dry-run", "--json", "--workers", "auto"])
@@ -485,11 +484,6 @@ fn dry_run_json(case: &str, extra: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
-
-/// The live affinity mask: the binary reads it from itself, not the root.
-fn live_affinity() -> f64 {
-    HostFacts::read(Path::new("/")).affinity_cpus.unwrap_or(1) as f64
 }
 
 #[test]
@@ -593,30 +587,6 @@ fn plan(case: &str, args: &[&str]) -> cinit::plan::Plan {
     let (cli, matches) = cinit::cli::Cli::parse_from_args(argv).expect("arguments");
     let config = cinit::config::resolve(&cli, &matches, &NoEnv).expect("config");
     cinit::plan::Plan::build_with(&config, Some(&host8())).expect("plan")
-}
-
-fn snapshot(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    let actual = format!("{}\n", actual.trim_end());
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read snapshot {}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
-            path.display()
-        )
-    });
-    if expected != actual {
-        panic!(
-            "snapshot {} differs (UPDATE_SNAPSHOTS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}",
-            path.display()
-        );
-    }
 }
 
 const PLAN_ARGS: &[&str] = &["--dry-run", "--workers", "auto", "--", "uvicorn", "app:app"];

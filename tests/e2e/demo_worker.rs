@@ -7,7 +7,8 @@
 //! execs the demo, so the pid the test sees is the demo's. Every wait has a
 //! deadline and waits for something (a line, an exit), never a fixed time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::common::*;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
@@ -27,19 +28,6 @@ struct Demo {
     child: Child,
     out: Receiver<String>,
     err: Receiver<String>,
-}
-
-fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 impl Demo {

@@ -4,9 +4,7 @@
 //! SIGTERM and exit 0. Needs fastapi, uvicorn and gunicorn (`.ci/test`
 //! installs them); a missing one fails the test with the install command.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 
 fn app_dir() -> String {

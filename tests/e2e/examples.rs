@@ -15,13 +15,11 @@
 //! A missing tool fails the test with the command that installs it (CI
 //! installs them in `.ci/test`); nothing passes silently.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{clean_command, INIT};
+use crate::common::{clean_command, INIT};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -451,7 +449,7 @@ fn dockerfile_runs_cinit_as_pid1_with_real_settings() {
 
 /// Stops a host-run init gracefully on drop (a failing test included), so
 /// that its uvicorn workers do not outlive it.
-struct Stop(common::Running);
+struct Stop(crate::common::Running);
 
 impl Drop for Stop {
     fn drop(&mut self) {
@@ -521,24 +519,29 @@ fn dockerfile_command_serves_the_app_with_the_images_settings() {
         // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
         .args(["--cpus", "0.5", "--"])
         .args(&d.cmd);
-    let mut init = Stop(common::Running::start(cmd, false));
-    init.0.stderr_line(common::PROMPT, "worker 1 started");
+    let mut init = Stop(crate::common::Running::start(cmd, false));
+    init.0
+        .stderr_line(crate::common::PROMPT, "worker 1 started");
 
     let probe_url = d.healthcheck[2].replace(&format!(":{image_port}/"), &format!(":{port}/"));
-    common::wait_until("the HEALTHCHECK probe to pass", common::PROMPT, || {
-        Command::new(INIT)
-            .args(["--probe", &probe_url])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    crate::common::wait_until(
+        "the HEALTHCHECK probe to pass",
+        crate::common::PROMPT,
+        || {
+            Command::new(INIT)
+                .args(["--probe", &probe_url])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        },
+    );
     let body = get_200(port, "/items/5?q=somequery").expect("an answer from the app");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v, serde_json::json!({"item_id": 5, "q": "somequery"}));
 
     init.0.signal(15);
     assert_eq!(
-        init.0.code(common::PROMPT),
+        init.0.code(crate::common::PROMPT),
         0,
         "{:?}",
         init.0.drain_stderr()
@@ -794,7 +797,7 @@ fn compose_replicas_file_is_valid_and_its_stop_period_covers_the_budget() {
     );
     let out = compose(&["-f", &f, "config"]);
     assert!(out.status.success());
-    let dir = common::TempDir::new("compose");
+    let dir = crate::common::TempDir::new("compose");
     let resolved = dir.0.join("resolved.yml");
     std::fs::write(&resolved, &out.stdout).unwrap();
     let docs = yaml_docs(&resolved);

@@ -14,9 +14,7 @@
 //! deadline; ports and directories are unique, so the tests run in
 //! parallel.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -29,15 +27,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn fixture(name: &str) -> String {
     format!("{ROOT}/tests/fixtures/prestart/{name}")
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn assert_no_worker(marker: &str, stderr: &[String]) {

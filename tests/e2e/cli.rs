@@ -1,30 +1,8 @@
 //! What users read: `--help`, `--version` and usage errors, compared with
 //! the files in tests/snapshots/ so a change in them is a visible diff.
-//! `UPDATE_SNAPSHOTS=1 cargo test --test cli` rewrites the files.
+//! `UPDATE_SNAPSHOTS=1 cargo test --test e2e` rewrites the files.
 
-mod common;
-
-use common::*;
-
-fn snapshot(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "missing snapshot {}: {e} (run with UPDATE_SNAPSHOTS=1)",
-            path.display()
-        )
-    });
-    assert_eq!(
-        actual, expected,
-        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 to accept)"
-    );
-}
+use crate::common::*;
 
 fn clean_env() -> std::process::Command {
     clean_command(INIT)

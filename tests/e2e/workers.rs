@@ -2,9 +2,7 @@
 //! worker (`cinit-demo serve`) on the shared socket, answered through a
 //! real HTTP client.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
