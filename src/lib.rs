@@ -29,6 +29,7 @@ pub mod resources;
 pub mod signals;
 pub mod sizing;
 pub mod supervisor;
+pub mod vocab;
 
 use std::ffi::OsString;
 

@@ -8,94 +8,18 @@
 //! `HIGH_FD`, so the child can `dup2` them to 3.. without clobbering one
 //! another.
 
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 
 use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
-use serde::Serialize;
 
 use crate::error::Error;
+pub use crate::vocab::ListenAddr;
 
-/// More than this many sockets is surely a mistake; it also keeps the
-/// target fds 3.. below `HIGH_FD`.
-pub const MAX_LISTENERS: usize = 32;
 /// Listening fds are moved to this number or above.
 pub const HIGH_FD: RawFd = 64;
 /// The first fd a worker receives (systemd's SD_LISTEN_FDS_START).
 pub const FIRST_FD: RawFd = 3;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum ListenAddr {
-    /// `host:port`, `[::]:port`, `:port`, or a bare port; the host may be
-    /// a name, resolved when binding.
-    Tcp { host: String, port: u16 },
-    /// `unix:/path`.
-    Unix { path: PathBuf },
-}
-
-impl ListenAddr {
-    pub fn parse(text: &str) -> Result<ListenAddr, String> {
-        let t = text.trim();
-        let bad = |why: &str| {
-            format!("`{text}` is not a listen address: {why} (use host:port, [::]:port, :port or unix:/path)")
-        };
-        if let Some(path) = t.strip_prefix("unix:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err(bad("the socket path is empty"));
-            }
-            return Ok(ListenAddr::Unix { path: path.into() });
-        }
-        let t = t.strip_prefix("tcp://").unwrap_or(t);
-        if let Ok(port) = t.parse::<u16>() {
-            return Ok(ListenAddr::Tcp {
-                host: "0.0.0.0".into(),
-                port,
-            });
-        }
-        let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-            let (h, p) = rest.split_once("]:").ok_or_else(|| bad("missing ]:port"))?;
-            if h.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("not an IPv6 address in brackets"));
-            }
-            (h.to_string(), p)
-        } else {
-            let (h, p) = t.rsplit_once(':').ok_or_else(|| bad("missing :port"))?;
-            if h.contains(':') {
-                return Err(bad("IPv6 addresses go in brackets"));
-            }
-            (if h.is_empty() { "0.0.0.0" } else { h }.to_string(), p)
-        };
-        let port = port
-            .parse::<u16>()
-            .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
-        Ok(ListenAddr::Tcp { host, port })
-    }
-
-    /// The name a worker sees in LISTEN_FDNAMES: no colons allowed there.
-    pub fn fd_name(&self) -> String {
-        match self {
-            ListenAddr::Tcp { port, .. } => format!("tcp-{port}"),
-            ListenAddr::Unix { path } => path
-                .file_name()
-                .map(|n| n.to_string_lossy().replace(':', "_"))
-                .unwrap_or_else(|| "unix".into()),
-        }
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
-            ListenAddr::Tcp { host, port } => write!(f, "{host}:{port}"),
-            ListenAddr::Unix { path } => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
 
 /// A bound, listening socket owned by the init.
 #[derive(Debug)]
@@ -207,56 +131,6 @@ fn remove_stale_socket(path: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_addresses() {
-        assert_eq!(
-            ListenAddr::parse("0.0.0.0:8000"),
-            Ok(ListenAddr::Tcp {
-                host: "0.0.0.0".into(),
-                port: 8000
-            })
-        );
-        assert_eq!(
-            ListenAddr::parse(":8000"),
-            Ok(ListenAddr::Tcp {
-                host: "0.0.0.0".into(),
-                port: 8000
-            })
-        );
-        assert_eq!(
-            ListenAddr::parse("8000"),
-            Ok(ListenAddr::Tcp {
-                host: "0.0.0.0".into(),
-                port: 8000
-            })
-        );
-        assert_eq!(
-            ListenAddr::parse("[::]:80"),
-            Ok(ListenAddr::Tcp {
-                host: "::".into(),
-                port: 80
-            })
-        );
-        assert_eq!(
-            ListenAddr::parse("unix:/run/app.sock"),
-            Ok(ListenAddr::Unix {
-                path: "/run/app.sock".into()
-            })
-        );
-        assert_eq!(ListenAddr::parse("[::]:80").unwrap().to_string(), "[::]:80");
-        for bad in [
-            "",
-            "host",
-            "host:http",
-            ":99999",
-            "::1:80",
-            "unix:",
-            "[zz]:80",
-        ] {
-            assert!(ListenAddr::parse(bad).is_err(), "{bad} should fail");
-        }
-    }
 
     #[test]
     fn binds_ipv6_and_unix() {

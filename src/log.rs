@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
-use crate::config::LogFormat;
+use crate::vocab::LogFormat;
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 static QUIET: OnceLock<bool> = OnceLock::new();

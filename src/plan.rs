@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::config::values::{format_bytes, format_duration};
-use crate::config::{
-    Config, ConfigError, LogFormat, RestartPolicy, Signal, SignalRule, StepConfig, Workers,
-};
-use crate::listeners::ListenAddr;
+use crate::config::{Config, ConfigError, StepConfig};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
+use crate::vocab::{format_bytes, format_duration};
+use crate::vocab::{
+    format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
+};
 
 /// Version of the JSON document; bumped only for incompatible changes.
 pub const SCHEMA: u32 = 1;
@@ -344,7 +344,7 @@ impl Plan {
         let _ = writeln!(
             o,
             "  cpus      {}  from {}",
-            trim_f(r.cpus.value),
+            format_number(r.cpus.value),
             r.cpus.source
         );
         match &r.memory {
@@ -378,7 +378,7 @@ impl Plan {
             let _ = writeln!(
                 o,
                 "  cpus      {}  from {}",
-                trim_f(s.cpus.value),
+                format_number(s.cpus.value),
                 s.cpus.source
             );
             if let Some(m) = &s.memory {
@@ -442,7 +442,7 @@ impl Plan {
         let _ = writeln!(
             o,
             "restart     {}; backoff {} doubling to {}; crash loop after {} exits within {} of start",
-            serde_json::to_value(rs.policy).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            rs.policy,
             format_duration(rs.backoff_initial),
             format_duration(rs.backoff_max),
             rs.crash_loop,
@@ -502,11 +502,6 @@ impl Plan {
         }
         o.trim_end().to_string()
     }
-}
-
-fn trim_f(v: f64) -> String {
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Words joined for display, quoted where a shell would need it.

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::config::Signal;
+use crate::vocab::Signal;
 
 /// How a child ended, or that it stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

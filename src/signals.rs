@@ -14,7 +14,7 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 
-use crate::config::Signal;
+use crate::vocab::Signal;
 
 /// One signal as read from the signalfd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

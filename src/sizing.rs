@@ -14,12 +14,13 @@
 //! real inputs so the dry run explains the number. docs/sizing.md has the
 //! reasons behind the defaults.
 
+use crate::vocab::format_number as num;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::config::values::format_bytes;
 use crate::resources::{Figure, Resources};
+use crate::vocab::format_bytes;
 
 #[derive(Clone, Debug)]
 pub struct SizingInput {
@@ -163,17 +164,6 @@ fn floor_u32(v: f64) -> u32 {
         u32::MAX
     } else {
         f as u32
-    }
-}
-
-/// A number for people: at most three decimals, no trailing zeros.
-fn num(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".into()
-    } else {
-        s.into()
     }
 }
 

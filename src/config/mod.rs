@@ -6,7 +6,6 @@
 //! key. Nothing runs until every setting has parsed.
 
 pub mod file;
-pub mod values;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -17,7 +16,7 @@ use clap::ArgMatches;
 use thiserror::Error;
 
 use crate::cli::Cli;
-pub use values::{LogFormat, RestartPolicy, Signal, SignalRule, Workers};
+use crate::vocab::{self as values, LogFormat, RestartPolicy, Signal, SignalRule, Workers};
 
 /// The default file, read when it exists and no other is named.
 pub const DEFAULT_FILE: &str = "/etc/cinit.toml";
@@ -490,10 +489,10 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "backlog must be between 1 and 2147483647".into(),
         ));
     }
-    if c.listen.len() > crate::listeners::MAX_LISTENERS {
+    if c.listen.len() > crate::vocab::MAX_LISTENERS {
         return Err(ConfigError::Invalid(format!(
             "at most {} --listen sockets are supported",
-            crate::listeners::MAX_LISTENERS
+            crate::vocab::MAX_LISTENERS
         )));
     }
     if c.probe.is_none() && !c.dry_run && c.command.is_empty() {
@@ -523,7 +522,7 @@ fn resolve_steps(
         })
     };
     let wait = |s: &str| -> Result<StepConfig, String> {
-        crate::prestart::Target::parse(s)?;
+        crate::vocab::WaitTarget::parse(s)?;
         Ok(StepConfig::WaitFor {
             url: s.to_string(),
             timeout: wait_timeout,
@@ -625,7 +624,7 @@ fn file_steps(
         }
         let step = match (kinds[0], &t[kinds[0]]) {
             ("wait_for", toml::Value::String(url)) => {
-                crate::prestart::Target::parse(url)
+                crate::vocab::WaitTarget::parse(url)
                     .map_err(|m| loc.error(format!("step {n}: {m}")))?;
                 StepConfig::WaitFor {
                     url: url.clone(),

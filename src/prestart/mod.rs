@@ -13,16 +13,15 @@
 
 mod probe;
 mod resolve;
-mod target;
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::values::format_duration;
+use crate::vocab::format_duration;
 
+pub use crate::vocab::WaitTarget as Target;
 pub use probe::probe;
-pub use target::Target;
 
 /// The first pause between attempts; it doubles up to `MAX_DELAY`.
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);

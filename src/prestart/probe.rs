@@ -18,8 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::resolve::resolve;
-use super::target::{url_host, Target};
-use crate::config::values::format_duration;
+use crate::vocab::format_duration;
+use crate::vocab::{url_host, WaitTarget as Target};
 
 /// Upper bound on the response head read while looking for the status line
 /// (interim 1xx responses included): a misbehaving peer cannot make us

@@ -33,7 +33,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::values::format_bytes;
+use crate::vocab::format_bytes;
 use limits::MemValue;
 use locate::{under, Located};
 pub use locate::{Hierarchy, Resolution};
@@ -342,9 +342,11 @@ fn source(dir: &str, file: &str, cgroup: &str) -> String {
 }
 
 fn cpus_text(v: f64) -> String {
-    let s = format!("{v:.3}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{s} CPU{}", if v == 1.0 { "" } else { "s" })
+    format!(
+        "{} CPU{}",
+        crate::vocab::format_number(v),
+        if v == 1.0 { "" } else { "s" }
+    )
 }
 
 impl Detection<'_> {

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 
-use crate::config::Signal;
 use crate::process::sys;
+use crate::vocab::Signal;
 
 pub fn signal_all(signal: Signal, pid1: bool) {
     let targets: Vec<i32> = if pid1 {

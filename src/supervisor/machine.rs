@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::config::values::format_duration;
-use crate::config::{RestartPolicy, Signal, SignalRule};
 use crate::plan::Mode;
 use crate::reaper::Status;
+use crate::vocab::format_duration;
+use crate::vocab::{RestartPolicy, Signal, SignalRule};
 
 /// The settings the machine needs from the plan.
 #[derive(Clone, Debug)]

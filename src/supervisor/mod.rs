@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use crate::config::Signal;
 use crate::error::{exit_code, Error};
 use crate::listeners::{self, Listener};
 use crate::log;
@@ -25,6 +24,7 @@ use crate::plan::{Mode, Plan};
 use crate::process::{self, sys};
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
+use crate::vocab::Signal;
 use machine::{Action, Machine, Settings};
 
 /// How often, as PID 1, the init looks for processes that are not its
@@ -43,7 +43,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// `--probe URL`: one attempt, exit 0 when it answers, 1 when not.
 pub fn probe(url: &str) -> Result<i32, Error> {
-    let target = crate::prestart::Target::parse(url).map_err(|m| {
+    let target = crate::vocab::WaitTarget::parse(url).map_err(|m| {
         Error::Config(crate::config::ConfigError::Value {
             origin: "--probe".into(),
             message: m,
@@ -161,7 +161,7 @@ impl Shell<'_> {
                 sizing
                     .memory
                     .as_ref()
-                    .map(|m| crate::config::values::format_bytes(m.value))
+                    .map(|m| crate::vocab::format_bytes(m.value))
                     .unwrap_or_else(|| "no memory limit".into()),
                 sizing.count
             ),

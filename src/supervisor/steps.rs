@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use crate::config::values::format_duration;
-use crate::config::Signal;
 use crate::error::Error;
 use crate::log;
 use crate::plan::{Plan, StepPlan};
@@ -21,6 +19,8 @@ use crate::prestart::{self, Target};
 use crate::process;
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
+use crate::vocab::format_duration;
+use crate::vocab::Signal;
 
 /// The level of the pre-start progress lines. Not "info": plain mode
 /// silences info (tini's territory: a child that starts is not news), but a

@@ -191,7 +191,7 @@ fn parse_port(p: &str) -> Result<u16, String> {
 }
 
 /// `host` as it goes into a URL or a `Host` header: IPv6 in brackets.
-pub(crate) fn url_host(host: &str) -> String {
+pub fn url_host(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
     } else {

@@ -1,0 +1,27 @@
+//! The words every module shares, and nothing else: signals, durations and
+//! sizes, listen addresses, wait-for targets, the worker count, the
+//! restart policy, the log format. Each comes with its parser and its
+//! printed form.
+//!
+//! This module imports nothing from the crate: configuration parses into
+//! these types, and every other module (the OS edges included) uses them
+//! without depending on configuration. When two modules seem to need each
+//! other, a word belongs here.
+
+mod addr;
+mod signal;
+mod target;
+mod units;
+mod words;
+
+pub use addr::{ListenAddr, MAX_LISTENERS, MAX_UNIX_PATH};
+pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
+pub use target::{url_host, Target as WaitTarget};
+pub use units::{
+    format_bytes, format_duration, format_number, format_uptime, parse_bool, parse_bytes,
+    parse_count, parse_cpus, parse_duration, parse_f64, MAX_DURATION,
+};
+pub use words::{
+    parse_log_format, parse_restart, parse_workers, LogFormat, RestartPolicy, Workers,
+    MAX_WORKERS_LIMIT,
+};
