@@ -14,7 +14,8 @@
 //! * `process` forks and execs (`process::sys` is the one unsafe module),
 //!   `listeners` binds the shared sockets.
 //!
-//! `run` maps every error to the exit codes of SPEC section 8 in one place.
+//! `run` maps every error to the exit codes of the README's table in one
+//! place (`error`).
 
 pub mod cli;
 pub mod config;
@@ -41,13 +42,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    match try_run(args) {
+    let code = match try_run(args) {
         Ok(code) => code,
         Err(e) => {
             e.report();
             exit_code(&e)
         }
-    }
+    };
+    // Lines still queued for a slow stderr reader get a last, bounded
+    // chance; the exit never waits on the reader for long.
+    log::flush_before_exit(std::time::Duration::from_millis(250));
+    code
 }
 
 fn try_run<I, T>(args: I) -> Result<i32, Error>
@@ -59,7 +64,13 @@ where
     let config = config::resolve(&cli, &matches, &config::ProcessEnv)?;
     log::init(config.log_format);
     if let Some(url) = &config.probe {
-        return supervisor::probe(url);
+        let target = vocab::WaitTarget::parse(url).map_err(|message| {
+            Error::Config(config::ConfigError::Value {
+                origin: "--probe".into(),
+                message,
+            })
+        })?;
+        return supervisor::probe(&target);
     }
     let plan = plan::Plan::build(&config)?;
     if config.dry_run {

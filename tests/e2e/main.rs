@@ -10,6 +10,7 @@ mod demo_worker;
 mod docker;
 mod examples;
 mod fastapi;
+mod hardening;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
