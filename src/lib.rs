@@ -1,18 +1,21 @@
 //! cinit: a container-aware process manager that runs as PID 1.
 //!
-//! Data flows one way, and each step has its own module:
+//! Data flows one way, and each step has its own module (the map and the
+//! rules are in docs/architecture.md, checked by tests/e2e/architecture.rs):
 //!
+//! * `vocab` holds the words every module shares (signals, durations,
+//!   sizes, addresses, policies) and imports nothing from the crate;
 //! * `cli` reads the words, `config` merges them with the environment and
 //!   the TOML file into typed settings (nothing runs before all are valid);
 //! * `resources` reads what the kernel grants (cgroup v1/v2, affinity) and
 //!   `sizing` turns it into a worker count;
 //! * `plan` is the one value that `--dry-run` prints and the real run
 //!   executes, so the two cannot disagree;
-//! * `supervisor` runs it: pre-start steps, then the children, on a
-//!   current-thread event loop fed by `signals` (signalfd) and `reaper`
-//!   (the only caller of `waitpid`);
+//! * `supervisor` runs it: a sans-IO state machine decides, a thin shell
+//!   on a current-thread event loop performs, fed by `signals` (signalfd)
+//!   and `reaper` (the only caller of `waitpid`);
 //! * `process` forks and execs (`process::sys` is the one unsafe module),
-//!   `listeners` binds the shared sockets.
+//!   `listeners` binds the shared sockets, `log` writes without blocking.
 //!
 //! `run` maps every error to the exit codes of the README's table in one
 //! place (`error`).
