@@ -19,6 +19,7 @@ use serde::{Serialize, Serializer};
 use crate::config::{Config, ConfigError, StepConfig};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
+use crate::vocab::ReadyMode;
 use crate::vocab::{format_bytes, format_duration};
 use crate::vocab::{
     format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
@@ -42,6 +43,7 @@ pub struct Plan {
     pub backlog: u32,
     pub steps: Vec<StepPlan>,
     pub restart: RestartPlan,
+    pub ready: ReadyPlan,
     pub shutdown: ShutdownPlan,
     pub signals: SignalPlan,
     /// How orphans are collected: "pid1" or "subreaper".
@@ -113,6 +115,17 @@ pub struct RestartPlan {
     pub crash_loop: u32,
 }
 
+/// How a worker tells it is ready, and the watchdog (docs/workers.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadyPlan {
+    /// `listen`, `notify` or `delay` (`auto` resolved).
+    pub mode: ReadyMode,
+    #[serde(serialize_with = "secs", rename = "timeout_s")]
+    pub timeout: Duration,
+    #[serde(serialize_with = "opt_secs", rename = "watchdog_s")]
+    pub watchdog: Option<Duration>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ShutdownPlan {
     #[serde(serialize_with = "secs", rename = "delay_s")]
@@ -145,6 +158,17 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
+
+fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// The default `--ready-timeout`: a minute covers a slow model load without
+/// hiding a worker that never serves for long.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Plan {
     pub fn build(config: &Config) -> Result<Plan, ConfigError> {
@@ -277,6 +301,15 @@ impl Plan {
                 "forward"
             }
         };
+        let ready = ReadyPlan {
+            mode: if listen.is_empty() {
+                ReadyMode::Delay
+            } else {
+                ReadyMode::Listen
+            },
+            timeout: READY_TIMEOUT,
+            watchdog: None,
+        };
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());
@@ -294,6 +327,7 @@ impl Plan {
             listen,
             backlog: config.backlog,
             steps,
+            ready,
             restart: RestartPlan {
                 policy,
                 min_uptime: config.min_uptime,

@@ -35,6 +35,9 @@ pub struct Spec {
     pub new_pgroup: bool,
     /// Become the terminal's foreground process group (plain mode on a tty).
     pub foreground: bool,
+    /// Variables set to the child's own pid (`WATCHDOG_PID`); `LISTEN_PID`
+    /// is added by itself when `fds` is not empty.
+    pub pid_vars: Vec<&'static str>,
 }
 
 /// Why a child did not start. `exit_code` maps each to the code the init
@@ -125,11 +128,17 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
         sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
     let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
     let fds: Vec<RawFd> = spec.fds.iter().map(|(fd, _)| *fd).collect();
+    let mut pid_vars = spec.pid_vars.clone();
+    if !fds.is_empty() {
+        pid_vars.push("LISTEN_PID");
+    }
+    env.retain(|(k, _)| !pid_vars.iter().any(|v| v.as_bytes() == k.as_slice()));
     let mut prepared = sys::Prepared::new(
         path.as_os_str(),
         &argv,
         &env,
         &fds,
+        &pid_vars,
         spec.new_pgroup,
         spec.foreground,
     )

@@ -1,7 +1,8 @@
 //! The one module with `unsafe`: fork and exec, and raw fd numbers.
 //!
 //! Everything the child needs is allocated before `fork`: the program path,
-//! `argv`, `envp` (with a `LISTEN_PID=` slot the child fills in with its
+//! `argv`, `envp` (with `LISTEN_PID=` and `WATCHDOG_PID=` slots the child
+//! fills in with its
 //! own pid, since `std::process::Command` would fix the environment before
 //! the fork), and the fds to pass. Between `fork` and `execve` the child
 //! calls only async-signal-safe functions: `setpgid`, `tcsetpgrp`,
@@ -28,8 +29,9 @@ pub struct Prepared {
     argv_ptrs: Vec<*const libc::c_char>,
     envp: Vec<Vec<u8>>,
     envp_ptrs: Vec<*const libc::c_char>,
-    /// Index in `envp` of the `LISTEN_PID=` entry to fill in after fork.
-    listen_pid: Option<usize>,
+    /// `envp` entries to complete with the child's pid after the fork: the
+    /// index and the length of the `NAME=` prefix.
+    pid_slots: Vec<(usize, usize)>,
     /// Sockets to place at fds 3, 4, ... in the child (each at or above
     /// `listeners::HIGH_FD`, so no `dup2` clobbers another source).
     fds: Vec<RawFd>,
@@ -37,18 +39,19 @@ pub struct Prepared {
     foreground: bool,
 }
 
-const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 /// Room for the decimal pid and the NUL.
 const PID_ROOM: usize = 21;
 
 impl Prepared {
-    /// `env` is the child's whole environment; when `pass_fds` is not empty,
-    /// `LISTEN_PID` is added and set to the child's pid after the fork.
+    /// `env` is the child's whole environment; each name of `pid_vars`
+    /// (`LISTEN_PID`, `WATCHDOG_PID`) is added, set to the child's own pid
+    /// after the fork.
     pub fn new(
         path: &OsStr,
         argv: &[&OsStr],
         env: &[(Vec<u8>, Vec<u8>)],
         pass_fds: &[RawFd],
+        pid_vars: &[&str],
         new_pgroup: bool,
         foreground: bool,
     ) -> io::Result<Prepared> {
@@ -80,12 +83,15 @@ impl Prepared {
             e.push(0);
             envp.push(e);
         }
-        let listen_pid = (!pass_fds.is_empty()).then(|| {
-            let mut e = LISTEN_PID.to_vec();
-            e.resize(LISTEN_PID.len() + PID_ROOM, 0);
+        let mut pid_slots = Vec::new();
+        for name in pid_vars {
+            let mut e = name.as_bytes().to_vec();
+            e.push(b'=');
+            let prefix = e.len();
+            e.resize(prefix + PID_ROOM, 0);
             envp.push(e);
-            envp.len() - 1
-        });
+            pid_slots.push((envp.len() - 1, prefix));
+        }
         let mut envp_ptrs: Vec<*const libc::c_char> = envp
             .iter()
             .map(|e| e.as_ptr() as *const libc::c_char)
@@ -97,7 +103,7 @@ impl Prepared {
             argv_ptrs,
             envp,
             envp_ptrs,
-            listen_pid,
+            pid_slots,
             fds: pass_fds.to_vec(),
             new_pgroup,
             foreground,
@@ -117,10 +123,14 @@ impl Prepared {
             .map_err(SpawnFailure::Fork)?;
         // Raw pointers are taken before the fork so the child touches no
         // allocator: it only writes into memory that already exists.
-        let listen_pid_buf = self
-            .listen_pid
-            .map(|i| self.envp[i].as_mut_ptr())
-            .unwrap_or(ptr::null_mut());
+        let pid_bufs: Vec<*mut u8> = self
+            .pid_slots
+            .iter()
+            .map(|&(i, prefix)| {
+                // SAFETY: the entry holds `prefix + PID_ROOM` bytes.
+                unsafe { self.envp[i].as_mut_ptr().add(prefix) }
+            })
+            .collect();
         // SAFETY: the child branch below calls only async-signal-safe
         // functions on memory allocated before the fork, then execs or
         // `_exit`s; it never returns into Rust code that could allocate or
@@ -131,7 +141,7 @@ impl Prepared {
         }
         if pid == 0 {
             // SAFETY: async-signal-safe calls only (see the module doc).
-            unsafe { self.child(wr.as_raw_fd(), listen_pid_buf) }
+            unsafe { self.child(wr.as_raw_fd(), &pid_bufs) }
         }
         drop(wr);
         let mut errno = [0u8; 4];
@@ -164,7 +174,7 @@ impl Prepared {
     ///
     /// # Safety
     /// Must be called only in the child right after `fork`.
-    unsafe fn child(&self, err_fd: RawFd, listen_pid_buf: *mut u8) -> ! {
+    unsafe fn child(&self, err_fd: RawFd, pid_bufs: &[*mut u8]) -> ! {
         // SAFETY: all of these are async-signal-safe system calls on
         // memory that was allocated before the fork.
         unsafe {
@@ -198,8 +208,9 @@ impl Prepared {
                     fail(err_fd);
                 }
             }
-            if !listen_pid_buf.is_null() {
-                write_decimal(listen_pid_buf.add(LISTEN_PID.len()), libc::getpid() as u64);
+            let pid = libc::getpid() as u64;
+            for &buf in pid_bufs {
+                write_decimal(buf, pid);
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
@@ -463,6 +474,18 @@ pub fn poll_writable(fd: RawFd, within: Duration) -> bool {
     // SAFETY: poll reads and writes one pollfd we own.
     let r = unsafe { libc::poll(&mut p, 1, ms) };
     r > 0 && p.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// CLOCK_MONOTONIC in microseconds (sd_notify's MONOTONIC_USEC).
+pub fn monotonic_usec() -> u64 {
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe {
+        let mut t: libc::timespec = std::mem::zeroed();
+        if libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) != 0 {
+            return 0;
+        }
+        t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+    }
 }
 
 /// The soft RLIMIT_NOFILE.

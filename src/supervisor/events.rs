@@ -119,11 +119,38 @@ pub enum Event {
         program: usize,
         count: Option<u32>,
     },
+    /// A starting worker is ready: it waits on a `--listen` socket (seen
+    /// by `Action::CheckListening`).
+    Ready {
+        pid: Pid,
+    },
+    /// /proc would not show a starting worker's fds.
+    Unseen {
+        pid: Pid,
+    },
+    /// An sd_notify message: the sender and its ancestors, nearest first
+    /// (the machine takes the first that is one of its workers).
+    Notified {
+        chain: Vec<Pid>,
+        message: crate::notify::Message,
+    },
     /// In the last phase, the shell found no child left; `others_alive`:
     /// as PID 1, processes that are not children (`docker exec`) remain.
     NoChildren {
         others_alive: bool,
     },
+}
+
+/// What the init reports to its own NOTIFY_SOCKET.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upstream {
+    /// Every slot has a ready worker.
+    Ready {
+        workers: u32,
+    },
+    /// A rolling restart began.
+    Reloading,
+    Stopping,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -180,6 +207,13 @@ pub enum Action {
     KillLeftovers {
         signal: Signal,
     },
+    /// Look whether these starting workers wait on a `--listen` socket;
+    /// answered by `Ready` (or `Unseen`) for each that does.
+    CheckListening {
+        pids: Vec<Pid>,
+    },
+    /// Tell whoever started the init (its own NOTIFY_SOCKET).
+    Upstream(Upstream),
     /// Re-read the limits for a program and answer `Replanned`.
     Replan {
         program: usize,

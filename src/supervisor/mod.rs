@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-pub use events::{Action, Event, SlotId, StartFailure, Step, Who};
+pub use events::{Action, Event, SlotId, StartFailure, Step, Upstream, Who};
 use machine::{Machine, ProgramSettings, Settings};
 use report::Report;
 
@@ -39,6 +39,7 @@ use crate::process::{self, sys, SpawnError};
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
 use crate::vocab::{Signal, WaitTarget};
+use crate::{notify, readiness};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -46,6 +47,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_time()
         .build()
         .map_err(|e| Error::io("start the event loop", e))
+}
+
+/// What the init tells its own NOTIFY_SOCKET.
+fn upstream_text(u: Upstream) -> String {
+    match u {
+        Upstream::Ready { workers } => format!("READY=1\nSTATUS={workers} worker(s) ready"),
+        Upstream::Reloading => {
+            let now = sys::monotonic_usec();
+            format!("RELOADING=1\nMONOTONIC_USEC={now}\nSTATUS=reloading")
+        }
+        Upstream::Stopping => "STOPPING=1\nSTATUS=stopping".into(),
+    }
 }
 
 /// `--probe URL`: one attempt, exit 0 when it answers, 1 when not.
@@ -73,7 +86,30 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
     let rt = runtime()?;
     rt.block_on(async {
         let signals = Signals::install().map_err(|e| Error::io("set up signal handling", e))?;
+        let workers = plan.mode == Mode::Workers;
+        let notify = if workers {
+            match notify::Socket::bind() {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    crate::log::warn(&format!(
+                        "failed to open the workers' NOTIFY_SOCKET ({e}): READY=1 and WATCHDOG=1 will not be heard"
+                    ));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut shell = Shell {
+            notify_address: notify.as_ref().map(|n| n.address.clone()),
+            notify,
+            upstream: if workers {
+                notify::Upstream::from_env()
+            } else {
+                None
+            },
+            probe: readiness::Probe::default(),
+            answers: Vec::new(),
             foreground: plan.mode == Mode::Plain
                 && nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
             terminal_step: None,
@@ -113,6 +149,9 @@ pub fn settings(plan: &Plan, pid1: bool) -> Settings {
             crash_loop: r.crash_loop,
             stop_signal: sd.stop_signal.unwrap_or(Signal::TERM),
             graceful_timeout: sd.graceful_timeout,
+            ready: plan.ready.mode,
+            ready_timeout: plan.ready.timeout,
+            watchdog: plan.ready.watchdog,
         }],
         scale_program: 0,
     }
@@ -139,6 +178,16 @@ fn step(s: &StepPlan) -> Step {
 
 struct Shell<'a> {
     plan: &'a Plan,
+    /// The workers' NOTIFY_SOCKET (worker mode), until the loop takes it.
+    notify: Option<notify::Socket>,
+    /// Its address, which every worker gets.
+    notify_address: Option<String>,
+    /// The init's own NOTIFY_SOCKET (worker mode).
+    upstream: Option<notify::Upstream>,
+    /// The `--listen` sockets' inodes, for `listen` readiness.
+    probe: readiness::Probe,
+    /// Events an action produced beyond its one answer.
+    answers: Vec<Event>,
     pid1: bool,
     /// Plain mode on a terminal: the child becomes its foreground group.
     foreground: bool,
@@ -165,12 +214,20 @@ impl Shell<'_> {
         let mut queue: VecDeque<Action> = machine.start().into();
         let mut wait: Option<WaitFuture> = None;
         let mut log_fd: Option<tokio::io::unix::AsyncFd<LogFd>> = None;
+        let notify_fd = match self.notify.take() {
+            Some(n) => Some(sys::async_fd(n).map_err(|e| Error::io("watch NOTIFY_SOCKET", e))?),
+            None => None,
+        };
+        let self_pid = sys::own_pid();
         loop {
             while let Some(action) = queue.pop_front() {
                 if let Action::Exit(code) = action {
                     return Ok(code);
                 }
                 if let Some(event) = self.perform(action, &mut wait)? {
+                    queue.extend(machine.on_event(event, Instant::now()));
+                }
+                for event in std::mem::take(&mut self.answers) {
                     queue.extend(machine.on_event(event, Instant::now()));
                 }
             }
@@ -214,6 +271,29 @@ impl Shell<'_> {
                     _ => std::future::pending().await,
                 }
             };
+            let notified = async {
+                match &notify_fd {
+                    Some(n) => match n.readable().await {
+                        Ok(mut guard) => {
+                            let mut got = Vec::new();
+                            // A bounded batch per wake-up: a flood cannot
+                            // starve the rest of the loop.
+                            for _ in 0..64 {
+                                match guard.get_inner().recv() {
+                                    Some(m) => got.push(m),
+                                    None => {
+                                        guard.clear_ready();
+                                        break;
+                                    }
+                                }
+                            }
+                            got
+                        }
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
+                }
+            };
             let events: Vec<Event> = tokio::select! {
                 received = signals.next() => {
                     let received = received.map_err(|e| Error::io("read signals", e))?;
@@ -232,6 +312,16 @@ impl Shell<'_> {
                     vec![Event::WaitDone(result)]
                 }
                 () = log_writable => Vec::new(),
+                messages = notified => messages
+                    .into_iter()
+                    .map(|(pid, text)| Event::Notified {
+                        chain: readiness::ancestry(pid, self_pid)
+                            .into_iter()
+                            .map(Pid::from_raw)
+                            .collect(),
+                        message: notify::Message::parse(&text),
+                    })
+                    .collect(),
             };
             for event in events {
                 queue.extend(machine.on_event(event, Instant::now()));
@@ -329,6 +419,8 @@ impl Shell<'_> {
             Action::Bind => {
                 let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
                 self.sockets = listeners::bind_all(&addrs, self.plan.backlog)?;
+                let fds: Vec<RawFd> = self.sockets.iter().map(Listener::raw_fd).collect();
+                self.probe = readiness::Probe::new(&fds);
                 for (i, l) in self.sockets.iter().enumerate() {
                     Report::Listening {
                         address: l.local.clone(),
@@ -368,6 +460,24 @@ impl Shell<'_> {
                 }
                 None
             }
+            Action::CheckListening { pids } => {
+                // At most one answer per pid; the rest wait for the next
+                // look (the machine asks again while any still starts).
+                for pid in pids {
+                    match self.probe.check(pid.as_raw()) {
+                        readiness::Seen::Listening => self.answers.push(Event::Ready { pid }),
+                        readiness::Seen::Denied => self.answers.push(Event::Unseen { pid }),
+                        readiness::Seen::NotYet => {}
+                    }
+                }
+                None
+            }
+            Action::Upstream(u) => {
+                if let Some(up) = &self.upstream {
+                    up.send(&upstream_text(u));
+                }
+                None
+            }
             Action::Replan { program } => Some(Event::Replanned {
                 program,
                 count: self.replan(),
@@ -382,9 +492,17 @@ impl Shell<'_> {
 
     fn worker_spec(&self, slot: SlotId, workers: u32) -> process::Spec {
         let mut env: Vec<(OsString, OsString)> = Vec::new();
+        let mut pid_vars = Vec::new();
         if self.plan.mode == Mode::Workers {
             env.push(("CINIT_WORKER_ID".into(), slot.slot.to_string().into()));
             env.push(("CINIT_WORKERS".into(), workers.to_string().into()));
+            if let Some(address) = &self.notify_address {
+                env.push(("NOTIFY_SOCKET".into(), address.into()));
+            }
+            if let Some(wd) = self.plan.ready.watchdog {
+                env.push(("WATCHDOG_USEC".into(), wd.as_micros().to_string().into()));
+                pid_vars.push("WATCHDOG_PID");
+            }
         }
         process::Spec {
             argv: self.plan.argv.clone(),
@@ -396,6 +514,7 @@ impl Shell<'_> {
                 .collect(),
             new_pgroup: true,
             foreground: self.foreground,
+            pid_vars,
         }
     }
 

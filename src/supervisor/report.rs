@@ -33,10 +33,53 @@ impl fmt::Display for StepLabel {
     }
 }
 
-/// Why a worker was replaced by a new one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplaceReason {
+/// Why a worker was restarted or replaced: the reasons the status and
+/// the metrics count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Why {
+    /// It exited 0 and was started again.
+    Exit,
+    /// It failed (a code, a signal) and was started again.
+    Crash,
+    /// The kernel's OOM killer killed it.
+    Oom,
+    /// It grew past `--max-worker-memory`, or the container past
+    /// `--memory-high`.
+    Memory,
+    /// It reached `--max-worker-age`.
+    Age,
+    /// The watchdog did not hear from it in time.
+    Hung,
+    /// A rolling restart (HUP, `init --reload`).
     Reload,
+    /// Scaling added its slot.
+    Scale,
+}
+
+impl Why {
+    pub const ALL: [Why; 8] = [
+        Why::Exit,
+        Why::Crash,
+        Why::Oom,
+        Why::Memory,
+        Why::Age,
+        Why::Hung,
+        Why::Reload,
+        Why::Scale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Exit => "exit",
+            Why::Crash => "crash",
+            Why::Oom => "oom",
+            Why::Memory => "memory",
+            Why::Age => "age",
+            Why::Hung => "hung",
+            Why::Reload => "reload",
+            Why::Scale => "scale",
+        }
+    }
 }
 
 /// What a slot does after its worker ended on its own.
@@ -96,7 +139,35 @@ pub enum Report {
         who: Who,
         old: Pid,
         new: Pid,
-        reason: ReplaceReason,
+        reason: Why,
+    },
+    Ready {
+        who: Who,
+        pid: Pid,
+        after: Duration,
+        how: &'static str,
+    },
+    NotReady {
+        who: Who,
+        pid: Pid,
+        timeout: Duration,
+        replacement: bool,
+    },
+    /// /proc does not show a worker's fds (another uid without
+    /// CAP_SYS_PTRACE): `listen` readiness falls back to the delay.
+    Unseen {
+        who: Who,
+        pid: Pid,
+    },
+    Hung {
+        who: Who,
+        pid: Pid,
+        silent: Duration,
+        triggered: bool,
+    },
+    /// Every slot has a ready worker.
+    AllReady {
+        count: u32,
     },
     /// A replaced or scaled-away worker ended.
     Retired {
@@ -231,11 +302,14 @@ impl Report {
         use Report::*;
         match self {
             SpawnFailed { .. }
+            | Hung { .. }
+            | NotReady { .. }
             | CrashLoop { .. }
             | ReloadFailed { .. }
             | StepFailed { .. }
             | StepTimeout { .. } => Level::Error,
             ForkFailed { .. }
+            | Unseen { .. }
             | GracefulTimeout { .. }
             | LeftoversKilled
             | ShutdownAgain { .. }
@@ -273,6 +347,11 @@ impl Report {
             ForkFailed { .. } => "fork_failed",
             Exited { .. } | Ended { .. } | TookOver { .. } => "exited",
             Replaced { .. } => "replaced",
+            Ready { .. } => "ready",
+            NotReady { .. } => "not_ready",
+            Unseen { .. } => "readiness_unseen",
+            Hung { .. } => "hung",
+            AllReady { .. } => "all_ready",
             Retired { .. } => "retired",
             AllFinished => "finished",
             CrashLoop { .. } => "crash_loop",
@@ -365,14 +444,42 @@ impl Report {
                 who_fields(&mut f, who);
                 f.push(("pid", new.as_raw().into()));
                 f.push(("old_pid", old.as_raw().into()));
-                f.push((
-                    "reason",
-                    match reason {
-                        ReplaceReason::Reload => "reload",
-                    }
-                    .into(),
-                ));
+                f.push(("reason", reason.as_str().into()));
             }
+            Ready {
+                who,
+                pid,
+                after,
+                how,
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("after_s", secs(*after)));
+                f.push(("how", (*how).into()));
+            }
+            NotReady {
+                who,
+                pid,
+                timeout,
+                replacement,
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("timeout_s", secs(*timeout)));
+                f.push(("replacement", (*replacement).into()));
+            }
+            Unseen { who, pid } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+            }
+            Hung {
+                who, pid, silent, ..
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("silent_s", secs(*silent)));
+            }
+            AllReady { count } => f.push(("workers", (*count).into())),
             CrashLoop {
                 who,
                 failures,
@@ -504,9 +611,68 @@ impl fmt::Display for Report {
                 "{who} (pid {old}) {} during the reload; its replacement (pid {new}) takes over",
                 status.describe()
             ),
-            Replaced { who, old, new, .. } => {
-                write!(f, "{who} replaced: pid {new} took over from pid {old}")
-            }
+            Replaced {
+                who,
+                old,
+                new,
+                reason,
+            } => match reason {
+                Why::Reload => write!(f, "{who} replaced: pid {new} took over from pid {old}"),
+                r => write!(
+                    f,
+                    "{who} replaced ({}): pid {new} took over from pid {old}",
+                    r.as_str()
+                ),
+            },
+            Ready { who, pid, after, how } => write!(
+                f,
+                "{who} ready (pid {pid}) after {} ({how})",
+                format_uptime(*after)
+            ),
+            NotReady {
+                who,
+                pid,
+                timeout,
+                replacement: false,
+            } => write!(
+                f,
+                "{who} (pid {pid}) was not ready within {} (--ready-timeout); stopping it",
+                format_duration(*timeout)
+            ),
+            NotReady {
+                who,
+                pid,
+                timeout,
+                replacement: true,
+            } => write!(
+                f,
+                "{who} replacement (pid {pid}) was not ready within {} (--ready-timeout); stopping it",
+                format_duration(*timeout)
+            ),
+            Unseen { who, pid } => write!(
+                f,
+                "{who} (pid {pid}): /proc does not show its sockets (another user, no CAP_SYS_PTRACE): ready after --min-uptime instead"
+            ),
+            Hung {
+                who,
+                pid,
+                silent,
+                triggered: false,
+            } => write!(
+                f,
+                "{who} (pid {pid}) is hung: no WATCHDOG=1 for {}; replacing it and stopping it",
+                format_uptime(*silent)
+            ),
+            Hung {
+                who,
+                pid,
+                triggered: true,
+                ..
+            } => write!(
+                f,
+                "{who} (pid {pid}) sent WATCHDOG=trigger; replacing it and stopping it"
+            ),
+            AllReady { count } => write!(f, "ready: {count} worker(s) serving"),
             Retired { who, pid, status } => {
                 write!(f, "{who} old worker (pid {pid}) {}", status.describe())
             }

@@ -72,6 +72,43 @@ pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// How a worker tells it is ready to serve (docs/workers.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadyMode {
+    /// `listen` with `--listen` sockets, else `delay`.
+    Auto,
+    /// It waits for connections on an inherited socket (seen in /proc).
+    Listen,
+    /// It sends `READY=1` to NOTIFY_SOCKET.
+    Notify,
+    /// It has stayed up `--min-uptime`.
+    Delay,
+}
+
+impl fmt::Display for ReadyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReadyMode::Auto => "auto",
+            ReadyMode::Listen => "listen",
+            ReadyMode::Notify => "notify",
+            ReadyMode::Delay => "delay",
+        })
+    }
+}
+
+pub fn parse_ready(text: &str) -> Result<ReadyMode, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(ReadyMode::Auto),
+        "listen" => Ok(ReadyMode::Listen),
+        "notify" => Ok(ReadyMode::Notify),
+        "delay" => Ok(ReadyMode::Delay),
+        _ => Err(format!(
+            "`{text}` is not a readiness mode (use auto, listen, notify or delay)"
+        )),
+    }
+}
+
 /// Words joined for display, quoted where a shell would need it.
 pub fn shell_join(words: &[String]) -> String {
     words

@@ -35,6 +35,7 @@
 
 mod prestart;
 mod program;
+mod ready;
 mod roll;
 #[cfg(test)]
 mod tests;
@@ -47,7 +48,7 @@ use nix::unistd::Pid;
 use super::events::{Action, Event, SlotId, StartFailure, Step, Who};
 use super::report::Report;
 use crate::reaper::Status;
-use crate::vocab::{RestartPolicy, Signal, SignalRule};
+use crate::vocab::{ReadyMode, RestartPolicy, Signal, SignalRule};
 use prestart::StepRun;
 use program::Program;
 
@@ -71,6 +72,10 @@ pub struct ProgramSettings {
     pub crash_loop: u32,
     pub stop_signal: Signal,
     pub graceful_timeout: Duration,
+    /// How a worker tells it is ready (`Auto` is resolved by the plan).
+    pub ready: ReadyMode,
+    pub ready_timeout: Duration,
+    pub watchdog: Option<Duration>,
 }
 
 /// Everything the machine needs from the plan.
@@ -119,6 +124,11 @@ pub struct Machine {
     /// The signal that started the shutdown, for plain mode's pass-through.
     reason: Option<Signal>,
     exit_code: Option<i32>,
+    /// Every slot had a ready worker at least once.
+    announced_ready: bool,
+    /// Upstream READY=1 is due once every slot is ready (at start, after
+    /// a rolling restart).
+    ready_due: bool,
 }
 
 fn report(r: Report) -> Action {
@@ -130,8 +140,7 @@ impl Machine {
         let programs = settings
             .programs
             .iter()
-            .enumerate()
-            .map(|(i, p)| Program::new(i, p.clone()))
+            .map(|p| Program::new(p.clone()))
             .collect();
         Machine {
             settings,
@@ -140,6 +149,8 @@ impl Machine {
             step: None,
             reason: None,
             exit_code: None,
+            announced_ready: false,
+            ready_due: true,
         }
     }
 
@@ -170,6 +181,9 @@ impl Machine {
             Event::Signal(sig) => self.signal(sig, now),
             Event::Tick => self.tick(now),
             Event::Replanned { program, count } => self.reload(program, count, now),
+            Event::Ready { pid } => self.mark_ready(pid, "listening", now),
+            Event::Unseen { pid } => self.unseen(pid),
+            Event::Notified { chain, message } => self.notified(&chain, message, now),
             Event::NoChildren { others_alive } => self.no_children(others_alive, now),
         }
     }
@@ -208,6 +222,13 @@ impl Machine {
             // The slot went away (scaled down) or a shutdown began while
             // the spawn was under way.
             return vec![Action::Kill { pid }];
+        }
+        if self.settings.plain {
+            // One child, never replaced: readiness has nothing to decide,
+            // and timing it would only wake the init up.
+            if let Some(w) = self.programs[slot.program].worker_mut(pid) {
+                w.ready_at = Some(now);
+            }
         }
         vec![report(Report::Started {
             who,
@@ -251,13 +272,7 @@ impl Machine {
                     self.exit_code = Some(code);
                     out.extend(self.begin_stop(now));
                 } else {
-                    out.extend(self.after_exit(
-                        slot,
-                        None,
-                        Status::Exited(code),
-                        Duration::ZERO,
-                        now,
-                    ));
+                    out.extend(self.after_exit(slot, None, Status::Exited(code), now));
                 }
                 out
             }
@@ -331,7 +346,6 @@ impl Machine {
         let Some(w) = self.programs[p].take_current(slot.slot) else {
             return Vec::new();
         };
-        let ran = now.saturating_duration_since(w.started);
         if !running {
             // Stopping: this is the expected end; the status only matters
             // in plain mode, where it becomes the exit code.
@@ -353,7 +367,7 @@ impl Machine {
             out.extend(self.next_roll(p));
             return out;
         }
-        self.after_exit(slot, Some(pid), status, ran, now)
+        self.after_exit(slot, Some(w), status, now)
     }
 
     /// A slot's worker ended on its own while running: restart, give up
@@ -361,14 +375,17 @@ impl Machine {
     fn after_exit(
         &mut self,
         slot: SlotId,
-        pid: Option<Pid>,
+        worker: Option<program::Worker>,
         status: Status,
-        ran: Duration,
         now: Instant,
     ) -> Vec<Action> {
         let who = self.who(slot);
         let p = slot.program;
-        let decision = self.programs[p].decide_restart(slot.slot, status, ran, now);
+        // A start that failed before the child existed: it never ran.
+        let worker = worker.unwrap_or_else(|| program::Worker::failed_start(now));
+        let pid = (worker.pid.as_raw() > 0).then_some(worker.pid);
+        let ran = now.saturating_duration_since(worker.started);
+        let decision = self.programs[p].decide_restart(slot.slot, &worker, status, now);
         match decision {
             program::Restart::In(delay) => {
                 let mut out = vec![report(Report::Exited {
@@ -506,11 +523,14 @@ impl Machine {
                         p.stop_restarts();
                     }
                     self.phase = Phase::Draining { until: now + delay };
-                    vec![report(Report::Shutdown {
-                        signal: sig,
-                        delay: Some(delay),
-                        plain: self.settings.plain,
-                    })]
+                    vec![
+                        report(Report::Shutdown {
+                            signal: sig,
+                            delay: Some(delay),
+                            plain: self.settings.plain,
+                        }),
+                        Action::Upstream(super::events::Upstream::Stopping),
+                    ]
                 }
             }
             Phase::Draining { .. } | Phase::Stopping { .. } | Phase::Leftovers { .. } => {
@@ -546,7 +566,7 @@ impl Machine {
     fn begin_stop(&mut self, now: Instant) -> Vec<Action> {
         let deadline = now + self.stop_timeout();
         self.phase = Phase::Stopping { deadline };
-        let mut out = Vec::new();
+        let mut out = vec![Action::Upstream(super::events::Upstream::Stopping)];
         for p in 0..self.programs.len() {
             let sig = self.stop_signal(p);
             out.extend(self.programs[p].stop_all(sig, deadline));
@@ -694,9 +714,7 @@ impl Machine {
                     for slot in self.programs[p].due_restarts(now) {
                         out.push(self.spawn_action(SlotId { program: p, slot }, false));
                     }
-                    for slot in self.programs[p].due_promotions(now) {
-                        out.extend(self.promote(p, slot, now));
-                    }
+                    out.extend(self.readiness_tick(p, now));
                 }
             }
             Phase::Draining { until } if until <= now => out.extend(self.begin_stop(now)),

@@ -1,14 +1,16 @@
 //! One program's workers: its slots, each with a current worker and maybe
-//! a replacement, the workers retiring, and the pure restart decision
-//! `(policy, status, how long it ran, quick failures) -> restart`.
+//! a replacement, the workers retiring, the readiness and watchdog
+//! timers, and the pure restart decision `(policy, status, how long it
+//! ran, whether it was ever ready, quick failures) -> restart`.
 //!
 //! Invariants: a pid is in at most one of current / replacement /
 //! retiring; `quick_failures` counts the exits in a row of one slot that
-//! came sooner than `min_uptime` after a start (a crash loop once it
-//! reaches `crash_loop`); a failed fork is counted apart
-//! (`fork_failures`): it says the machine is short of processes, not that
-//! the command is broken.
+//! came before the worker was ready or sooner than `min_uptime` after its
+//! start (a crash loop once it reaches `crash_loop`); a failed fork is
+//! counted apart (`fork_failures`): it says the machine is short of
+//! processes, not that the command is broken.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
@@ -16,26 +18,90 @@ use nix::unistd::Pid;
 use super::ProgramSettings;
 use crate::reaper::Status;
 use crate::supervisor::events::Action;
-use crate::vocab::{RestartPolicy, Signal};
+use crate::supervisor::report::Why;
+use crate::vocab::{ReadyMode, RestartPolicy, Signal};
 
-#[derive(Clone, Copy, Debug)]
+/// How often a starting worker's /proc is looked at in `listen` mode:
+/// only while one is starting, so an init whose workers are all ready
+/// makes no wake-up.
+pub(super) const LISTEN_POLL: Duration = Duration::from_millis(25);
+
+/// Why a worker that still owns its slot is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failing {
+    /// Not ready within `--ready-timeout`.
+    NotReady,
+    /// Silent longer than `--watchdog` (or `WATCHDOG=trigger`).
+    Hung,
+}
+
+#[derive(Clone, Debug)]
 pub(super) struct Worker {
     pub pid: Pid,
     pub started: Instant,
     /// The reload generation it was started in: a rolling restart
     /// replaces every worker of an older generation.
     pub generation: u64,
+    pub ready_at: Option<Instant>,
+    /// The last sign of life for the watchdog (`WATCHDOG=1`, or readiness).
+    pub last_ping: Option<Instant>,
+    /// Its last `STATUS=` text.
+    pub status: Option<String>,
+    /// It said `STOPPING=1`.
+    pub stopping: bool,
+    /// Being stopped while it still owns its slot, with its SIGKILL due.
+    pub failing: Option<(Failing, Option<Instant>)>,
+    /// `listen` readiness could not be seen in /proc: ready by delay.
+    pub unseen: bool,
+}
+
+impl Worker {
+    fn new(pid: Pid, started: Instant, generation: u64) -> Worker {
+        Worker {
+            pid,
+            started,
+            generation,
+            ready_at: None,
+            last_ping: None,
+            status: None,
+            stopping: false,
+            failing: None,
+            unseen: false,
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready_at.is_some()
+    }
+
+    /// Stands for a start that failed before a child existed: never
+    /// ready, ran no time.
+    pub fn failed_start(now: Instant) -> Worker {
+        Worker::new(Pid::from_raw(0), now, 0)
+    }
+}
+
+/// Why a slot's last worker ended, for the status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastExit {
+    pub status: Status,
+    pub why: Option<Why>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Slot {
     pub current: Option<Worker>,
     pub replacement: Option<Worker>,
-    quick_failures: u32,
+    /// Why the replacement under way was started.
+    pub replacing: Option<Why>,
+    pub quick_failures: u32,
     fork_failures: u32,
-    restart_at: Option<Instant>,
+    pub restart_at: Option<Instant>,
     /// Exited and not restarted (policy), with its last status.
     finished: Option<Status>,
+    /// Restarts of this slot by reason.
+    pub restarts: BTreeMap<Why, u32>,
+    pub last_exit: Option<LastExit>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -65,10 +131,12 @@ pub(super) struct Program {
     pub cursor: u32,
     /// A worker of this program has started at least once.
     pub ever_started: bool,
+    /// When to look at the starting workers' /proc again (`listen`).
+    pub listen_check_at: Option<Instant>,
 }
 
 impl Program {
-    pub fn new(_index: usize, settings: ProgramSettings) -> Program {
+    pub fn new(settings: ProgramSettings) -> Program {
         Program {
             slots: vec![Slot::default(); settings.count.max(1) as usize],
             settings,
@@ -77,13 +145,25 @@ impl Program {
             rolling: false,
             cursor: 0,
             ever_started: false,
+            listen_check_at: None,
         }
     }
 
-    pub fn live_pids(&self) -> impl Iterator<Item = Pid> + '_ {
+    pub fn workers(&self) -> impl Iterator<Item = &Worker> + '_ {
         self.slots
             .iter()
-            .flat_map(|s| s.current.iter().chain(s.replacement.iter()).map(|w| w.pid))
+            .flat_map(|s| s.current.iter().chain(s.replacement.iter()))
+    }
+
+    fn workers_mut(&mut self) -> impl Iterator<Item = &mut Worker> + '_ {
+        self.slots
+            .iter_mut()
+            .flat_map(|s| s.current.iter_mut().chain(s.replacement.iter_mut()))
+    }
+
+    pub fn live_pids(&self) -> impl Iterator<Item = Pid> + '_ {
+        self.workers()
+            .map(|w| w.pid)
             .chain(self.retiring.iter().map(|r| r.pid))
     }
 
@@ -91,11 +171,29 @@ impl Program {
         self.slots
             .iter()
             .position(|s| {
-                s.current.is_some_and(|w| w.pid == pid)
-                    || s.replacement.is_some_and(|w| w.pid == pid)
+                s.current.as_ref().is_some_and(|w| w.pid == pid)
+                    || s.replacement.as_ref().is_some_and(|w| w.pid == pid)
             })
             .map(|i| i as u32)
             .or_else(|| self.retiring.iter().find(|r| r.pid == pid).map(|r| r.slot))
+    }
+
+    pub fn worker_mut(&mut self, pid: Pid) -> Option<&mut Worker> {
+        self.workers_mut().find(|w| w.pid == pid)
+    }
+
+    /// Every slot has a ready worker.
+    pub fn all_ready(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.current.as_ref().is_some_and(Worker::ready))
+    }
+
+    pub fn ready_count(&self) -> u32 {
+        self.slots
+            .iter()
+            .filter(|s| s.current.as_ref().is_some_and(Worker::ready))
+            .count() as u32
     }
 
     /// Records a started worker; false when its slot no longer exists.
@@ -104,11 +202,7 @@ impl Program {
         let Some(sl) = self.slots.get_mut(slot as usize) else {
             return false;
         };
-        let w = Worker {
-            pid,
-            started: now,
-            generation,
-        };
+        let w = Worker::new(pid, now, generation);
         sl.fork_failures = 0;
         if replacement {
             sl.replacement = Some(w);
@@ -117,6 +211,9 @@ impl Program {
             sl.finished = None;
         }
         self.ever_started = true;
+        if self.settings.ready == ReadyMode::Listen && self.listen_check_at.is_none() {
+            self.listen_check_at = Some(now + LISTEN_POLL);
+        }
         true
     }
 
@@ -140,7 +237,8 @@ impl Program {
 
     pub fn take_replacement(&mut self, slot: u32, pid: Pid) -> Option<Worker> {
         let sl = self.slots.get_mut(slot as usize)?;
-        if sl.replacement.is_some_and(|w| w.pid == pid) {
+        if sl.replacement.as_ref().is_some_and(|w| w.pid == pid) {
+            sl.replacing = None;
             sl.replacement.take()
         } else {
             None
@@ -156,16 +254,20 @@ impl Program {
     pub fn promote_now(&mut self, slot: u32) -> Option<Pid> {
         let sl = self.slots.get_mut(slot as usize)?;
         let r = sl.replacement.take()?;
+        if let Some(why) = sl.replacing.take() {
+            *sl.restarts.entry(why).or_default() += 1;
+        }
+        let pid = r.pid;
         sl.current = Some(r);
-        Some(r.pid)
+        Some(pid)
     }
 
     /// The restart decision for a worker of `slot` that ended on its own.
     pub fn decide_restart(
         &mut self,
         slot: u32,
+        worker: &Worker,
         status: Status,
-        ran: Duration,
         now: Instant,
     ) -> Restart {
         let s = &self.settings;
@@ -174,11 +276,29 @@ impl Program {
         let Some(sl) = self.slots.get_mut(slot as usize) else {
             return Restart::No;
         };
-        let quick = ran < min_uptime;
+        let ran = now.saturating_duration_since(worker.started);
+        // A worker that never became ready failed to start, however long
+        // it took to fail; one that was stopped as hung had started.
+        let hung = matches!(worker.failing, Some((Failing::Hung, _)));
+        // In `delay` mode readiness is the uptime itself (the timer that
+        // marks it may not have fired yet when the worker exits).
+        let ready = worker.ready() || (s.ready == ReadyMode::Delay && ran >= min_uptime);
+        let quick = !hung && (ran < min_uptime || !ready);
         sl.quick_failures = if quick { sl.quick_failures + 1 } else { 0 };
+        let why = if hung {
+            Why::Hung
+        } else if status == Status::Exited(0) {
+            Why::Exit
+        } else {
+            Why::Crash
+        };
+        sl.last_exit = Some(LastExit {
+            status,
+            why: Some(why),
+        });
         let restart = match policy {
             RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => status != Status::Exited(0),
+            RestartPolicy::OnFailure => status != Status::Exited(0) || hung,
             RestartPolicy::Never => false,
         };
         if !restart {
@@ -190,6 +310,7 @@ impl Program {
                 failures: sl.quick_failures,
             };
         }
+        *sl.restarts.entry(why).or_default() += 1;
         let delay = match sl.quick_failures {
             0 => Duration::ZERO,
             n => backoff(initial, max, n),
@@ -215,6 +336,7 @@ impl Program {
     /// No restart is due any more (a shutdown began).
     pub fn stop_restarts(&mut self) {
         self.rolling = false;
+        self.listen_check_at = None;
         for s in &mut self.slots {
             s.restart_at = None;
         }
@@ -224,11 +346,15 @@ impl Program {
     pub fn stop_all(&mut self, signal: Signal, deadline: Instant) -> Vec<Action> {
         self.stop_restarts();
         let out: Vec<Action> = self
-            .slots
-            .iter()
-            .flat_map(|s| s.current.iter().chain(s.replacement.iter()))
+            .workers()
+            .filter(|w| w.failing.is_none())
             .map(|w| Action::Stop { pid: w.pid, signal })
             .collect();
+        for w in self.workers_mut() {
+            if let Some((_, kill_at)) = &mut w.failing {
+                *kill_at = Some(kill_at.map_or(deadline, |k| k.min(deadline)));
+            }
+        }
         for r in &mut self.retiring {
             r.kill_at = Some(r.kill_at.map_or(deadline, |k| k.min(deadline)));
         }
@@ -239,6 +365,11 @@ impl Program {
     pub fn forget_kill_deadlines(&mut self) {
         for r in &mut self.retiring {
             r.kill_at = None;
+        }
+        for w in self.workers_mut() {
+            if let Some((_, kill_at)) = &mut w.failing {
+                *kill_at = None;
+            }
         }
     }
 
@@ -256,20 +387,73 @@ impl Program {
         }
     }
 
+    /// Stops the worker `pid` that still owns its slot (not ready in time,
+    /// hung): it stays there until it exits, and its slot then restarts.
+    pub fn fail(&mut self, pid: Pid, why: Failing, now: Instant) -> Option<Action> {
+        let kill_at = now + self.settings.graceful_timeout;
+        let signal = self.settings.stop_signal;
+        let w = self.worker_mut(pid)?;
+        if w.failing.is_some() {
+            return None;
+        }
+        w.failing = Some((why, Some(kill_at)));
+        Some(Action::Stop { pid, signal })
+    }
+
+    /// The starting workers `listen` readiness should look at.
+    pub fn starting_pids(&self) -> Vec<Pid> {
+        self.workers()
+            .filter(|w| !w.ready() && w.failing.is_none() && !w.unseen)
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// When a starting worker counts as ready by delay (`delay` mode, or
+    /// `listen` readiness that /proc could not show).
+    fn ready_by_delay(&self, w: &Worker) -> Option<Instant> {
+        let by_delay = self.settings.ready == ReadyMode::Delay || w.unseen;
+        (by_delay && !w.ready() && w.failing.is_none())
+            .then(|| w.started + self.settings.min_uptime)
+    }
+
+    fn ready_deadline(&self, w: &Worker) -> Option<Instant> {
+        (!w.ready() && w.failing.is_none())
+            .then(|| w.started.checked_add(self.settings.ready_timeout))
+            .flatten()
+    }
+
+    /// Armed once the worker is ready: a slow start is the ready
+    /// timeout's business, not the watchdog's.
+    fn watchdog_deadline(&self, w: &Worker) -> Option<Instant> {
+        let wd = self.settings.watchdog?;
+        (w.failing.is_none() && w.ready())
+            .then_some(w.last_ping?)
+            .and_then(|t| t.checked_add(wd))
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
-        let min_uptime = self.settings.min_uptime;
+        let workers = self.workers().flat_map(|w| {
+            [
+                self.ready_by_delay(w),
+                self.ready_deadline(w),
+                self.watchdog_deadline(w),
+            ]
+        });
         self.slots
             .iter()
-            .flat_map(|s| {
-                s.restart_at
-                    .into_iter()
-                    .chain(s.replacement.map(|w| w.started + min_uptime))
-            })
+            .map(|s| s.restart_at)
+            .chain(workers)
+            .chain([self.listen_check_at])
+            .flatten()
             .min()
     }
 
     pub fn next_kill(&self) -> Option<Instant> {
-        self.retiring.iter().filter_map(|r| r.kill_at).min()
+        self.retiring
+            .iter()
+            .filter_map(|r| r.kill_at)
+            .chain(self.workers().filter_map(|w| w.failing.and_then(|f| f.1)))
+            .min()
     }
 
     pub fn kill_overdue(&mut self, now: Instant) -> Vec<Action> {
@@ -278,6 +462,14 @@ impl Program {
             if r.kill_at.is_some_and(|t| t <= now) {
                 r.kill_at = None;
                 out.push(Action::Kill { pid: r.pid });
+            }
+        }
+        for w in self.workers_mut() {
+            if let Some((_, kill_at)) = &mut w.failing {
+                if kill_at.is_some_and(|t| t <= now) {
+                    *kill_at = None;
+                    out.push(Action::Kill { pid: w.pid });
+                }
             }
         }
         out
@@ -295,14 +487,27 @@ impl Program {
         due
     }
 
-    /// Slots whose replacement has stayed up long enough to take over.
-    pub fn due_promotions(&self, now: Instant) -> Vec<u32> {
-        let min_uptime = self.settings.min_uptime;
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.replacement.is_some_and(|w| w.started + min_uptime <= now))
-            .map(|(i, _)| i as u32)
+    /// Starting workers that are ready by delay now.
+    pub fn due_ready(&self, now: Instant) -> Vec<Pid> {
+        self.workers()
+            .filter(|w| self.ready_by_delay(w).is_some_and(|t| t <= now))
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// Starting workers past their ready timeout.
+    pub fn due_not_ready(&self, now: Instant) -> Vec<Pid> {
+        self.workers()
+            .filter(|w| self.ready_deadline(w).is_some_and(|t| t <= now))
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// Ready workers the watchdog has not heard from in time.
+    pub fn due_hung(&self, now: Instant) -> Vec<Pid> {
+        self.workers()
+            .filter(|w| self.watchdog_deadline(w).is_some_and(|t| t <= now))
+            .map(|w| w.pid)
             .collect()
     }
 }

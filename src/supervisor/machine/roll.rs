@@ -2,8 +2,8 @@
 //!
 //! A reload (HUP) opens a new generation. The roll then replaces, one slot
 //! at a time and new worker first, every worker of an older generation:
-//! the replacement starts, and once it has stayed up it takes over and the
-//! old worker is stopped. The roll goes on from where it was, round the
+//! the replacement starts, and once it is ready (`ready.rs`) it takes over
+//! and the old worker is stopped. The roll goes on from where it was, round the
 //! slots, so a burst of HUPs never starves the last slots: after the burst
 //! every slot ends with a worker started after the last HUP. A
 //! replacement that fails stops the roll; the old workers keep serving.
@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use super::{report, Machine, Phase};
-use crate::supervisor::events::{Action, SlotId};
-use crate::supervisor::report::{ReplaceReason, Report};
+use crate::supervisor::events::{Action, SlotId, Upstream};
+use crate::supervisor::report::{Report, Why};
 
 impl Machine {
     /// HUP's answer for one program: `count` is the re-planned worker
@@ -28,10 +28,9 @@ impl Machine {
         let prog = &mut self.programs[p];
         prog.generation += 1;
         prog.rolling = true;
-        if prog.slots.iter().any(|s| s.replacement.is_some()) {
-            // A replacement is still settling; the roll goes on after it.
-            return out;
-        }
+        self.ready_due = true;
+        out.push(Action::Upstream(Upstream::Reloading));
+        // A replacement still settling holds the roll until it is ready.
         out.extend(self.next_roll(p));
         out
     }
@@ -46,20 +45,19 @@ impl Machine {
         let target = prog.generation;
         for k in 0..n {
             let i = (prog.cursor + k) % n;
-            let sl = &prog.slots[i as usize];
-            if sl.current.is_some_and(|w| w.generation < target) {
+            let sl = &mut prog.slots[i as usize];
+            if sl.current.as_ref().is_some_and(|w| w.generation < target) {
+                sl.replacing = Some(Why::Reload);
                 prog.cursor = (i + 1) % n;
-                return vec![self.spawn_action(
-                    SlotId {
-                        program: p,
-                        slot: i,
-                    },
-                    true,
-                )];
+                let slot = SlotId {
+                    program: p,
+                    slot: i,
+                };
+                return vec![self.spawn_action(slot, true)];
             }
         }
         prog.rolling = false;
-        Vec::new()
+        self.check_all_ready()
     }
 
     pub(super) fn abort_roll(&mut self, p: usize, slot: u32, why: &str) -> Action {
@@ -70,8 +68,8 @@ impl Machine {
         })
     }
 
-    /// The replacement of `slot` stayed up: it takes over and the old
-    /// worker is stopped.
+    /// The replacement of `slot` is ready: it takes over and the old
+    /// worker is stopped (unless it is already being stopped).
     pub(super) fn promote(&mut self, p: usize, slot: u32, now: Instant) -> Vec<Action> {
         let who = self.who(SlotId { program: p, slot });
         let prog = &mut self.programs[p];
@@ -81,16 +79,27 @@ impl Machine {
         let Some(new) = sl.replacement.take() else {
             return Vec::new();
         };
+        let reason = sl.replacing.take().unwrap_or(Why::Reload);
+        *sl.restarts.entry(reason).or_default() += 1;
+        let new_pid = new.pid;
         let old = sl.current.replace(new);
         let mut out = Vec::new();
         if let Some(old) = old {
             out.push(report(Report::Replaced {
                 who,
                 old: old.pid,
-                new: new.pid,
-                reason: ReplaceReason::Reload,
+                new: new_pid,
+                reason,
             }));
-            out.push(prog.retire(old.pid, slot, now));
+            match old.failing {
+                // Already stopped, its SIGKILL due: it retires as it is.
+                Some((_, kill_at)) => prog.retiring.push(super::program::Retiring {
+                    pid: old.pid,
+                    slot,
+                    kill_at,
+                }),
+                None => out.push(prog.retire(old.pid, slot, now)),
+            }
         }
         out.extend(self.next_roll(p));
         out
@@ -118,7 +127,9 @@ impl Machine {
             to: n,
         })];
         while self.worker_count(p) < n {
-            self.programs[p].slots.push(Default::default());
+            let mut sl: super::program::Slot = Default::default();
+            sl.restarts.insert(Why::Scale, 1);
+            self.programs[p].slots.push(sl);
             let slot = self.worker_count(p) - 1;
             out.push(self.spawn_action(SlotId { program: p, slot }, false));
         }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use nix::unistd::Pid;
 
 use super::*;
-use crate::supervisor::events::{Action, Event, SlotId, StartFailure, Step};
-use crate::supervisor::report::{Next, Report};
-use crate::vocab::{RestartPolicy, Signal, SignalRule, WaitTarget};
+use crate::supervisor::events::{Action, Event, SlotId, StartFailure, Step, Upstream};
+use crate::supervisor::report::{Next, Report, Why};
+use crate::vocab::{ReadyMode, RestartPolicy, Signal, SignalRule, WaitTarget};
 
 fn program(n: u32, plain: bool) -> ProgramSettings {
     ProgramSettings {
@@ -29,6 +29,9 @@ fn program(n: u32, plain: bool) -> ProgramSettings {
         crash_loop: 3,
         stop_signal: Signal::TERM,
         graceful_timeout: Duration::from_secs(8),
+        ready: ReadyMode::Delay,
+        ready_timeout: Duration::from_secs(60),
+        watchdog: None,
     }
 }
 
@@ -61,11 +64,21 @@ fn rt(n: i32) -> Signal {
     Signal::from_raw(libc::SIGRTMIN() + n).unwrap()
 }
 
-/// Actions that are not reports.
+/// Actions that are not reports or upstream notes.
 fn acts(actions: Vec<Action>) -> Vec<Action> {
     actions
         .into_iter()
-        .filter(|a| !matches!(a, Action::Report(_)))
+        .filter(|a| !matches!(a, Action::Report(_) | Action::Upstream(_)))
+        .collect()
+}
+
+fn upstream(actions: &[Action]) -> Vec<Upstream> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Upstream(u) => Some(*u),
+            _ => None,
+        })
         .collect()
 }
 
@@ -93,6 +106,12 @@ fn running_with(s: Settings) -> (Machine, Instant) {
             Event::Spawned {
                 slot: slot(i),
                 replacement: false,
+                pid: pid(100 + i as i32),
+            },
+            t0,
+        );
+        m.on_event(
+            Event::Ready {
                 pid: pid(100 + i as i32),
             },
             t0,
@@ -573,7 +592,7 @@ fn hups_faster_than_a_roll_still_replace_every_slot_in_turn() {
     );
     settle_roll(&mut m, t, &mut next);
     for (i, s) in m.programs[0].slots.iter().enumerate() {
-        let w = s.current.expect("a worker in every slot");
+        let w = s.current.as_ref().expect("a worker in every slot");
         assert!(
             w.started >= last_hup,
             "slot {i} kept a worker started before the last HUP"
@@ -971,4 +990,289 @@ fn a_directory_runs_each_file_then_moves_on() {
         acts(exited(&mut m, 51, Status::Exited(0), t0)),
         vec![Action::Bind]
     );
+}
+
+// ---- readiness and the watchdog ----------------------------------------
+
+fn with_ready(n: u32, mode: ReadyMode) -> Settings {
+    let mut s = settings(n, false);
+    s.programs[0].ready = mode;
+    s
+}
+
+/// Starts the machine with `n` workers spawned at `t0`, none ready yet.
+fn starting(s: Settings) -> (Machine, Instant) {
+    let t0 = Instant::now();
+    let n = s.programs[0].count;
+    let mut m = Machine::new(s);
+    m.start();
+    m.on_event(Event::Bound, t0);
+    for i in 0..n {
+        spawned(&mut m, i, false, 100 + i as i32, t0);
+    }
+    (m, t0)
+}
+
+#[test]
+fn listen_readiness_is_looked_for_only_while_a_worker_starts() {
+    let (mut m, t0) = starting(with_ready(2, ReadyMode::Listen));
+    let t = m.next_deadline().unwrap();
+    assert_eq!(t, after(t0, 25));
+    let a = tick(&mut m, t);
+    assert_eq!(
+        acts(a),
+        vec![Action::CheckListening {
+            pids: vec![pid(100), pid(101)]
+        }]
+    );
+    m.on_event(Event::Ready { pid: pid(100) }, t);
+    let t = m.next_deadline().unwrap();
+    assert_eq!(
+        acts(tick(&mut m, t)),
+        vec![Action::CheckListening {
+            pids: vec![pid(101)]
+        }]
+    );
+    let a = m.on_event(Event::Ready { pid: pid(101) }, t);
+    assert!(reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::AllReady { count: 2 })));
+    assert_eq!(upstream(&a), vec![Upstream::Ready { workers: 2 }]);
+    assert_eq!(
+        m.next_deadline(),
+        None,
+        "no wake-up once every worker is ready"
+    );
+}
+
+#[test]
+fn a_roll_waits_for_the_replacement_to_be_ready() {
+    let (mut m, t0) = starting(with_ready(1, ReadyMode::Listen));
+    m.on_event(Event::Ready { pid: pid(100) }, t0);
+    sig(&mut m, Signal::HUP, t0);
+    let a = m.on_event(
+        Event::Replanned {
+            program: 0,
+            count: None,
+        },
+        t0,
+    );
+    assert_eq!(upstream(&a), vec![Upstream::Reloading]);
+    spawned(&mut m, 0, true, 200, t0);
+    // Long past --min-uptime, still not ready: the old one serves on.
+    let late = after(t0, 30_000);
+    let mut t = t0;
+    while let Some(d) = m.next_deadline().filter(|d| *d <= late) {
+        t = d;
+        for a in acts(tick(&mut m, d)) {
+            assert!(
+                !matches!(a, Action::Stop { .. }),
+                "the old worker was stopped before the new one was ready"
+            );
+        }
+    }
+    let a = m.on_event(Event::Ready { pid: pid(200) }, t);
+    assert!(acts(a.clone()).contains(&Action::Stop {
+        pid: pid(100),
+        signal: Signal::TERM
+    }));
+    assert!(reports(&a).iter().any(|r| matches!(
+        r,
+        Report::Replaced {
+            reason: Why::Reload,
+            ..
+        }
+    )));
+    assert_eq!(upstream(&a), vec![Upstream::Ready { workers: 1 }]);
+}
+
+#[test]
+fn a_replacement_not_ready_in_time_stops_the_roll_and_the_old_worker_serves_on() {
+    let mut s = with_ready(2, ReadyMode::Notify);
+    s.programs[0].ready_timeout = Duration::from_secs(10);
+    let (mut m, t0) = starting(s);
+    m.on_event(Event::Ready { pid: pid(100) }, t0);
+    m.on_event(Event::Ready { pid: pid(101) }, t0);
+    sig(&mut m, Signal::HUP, t0);
+    m.on_event(
+        Event::Replanned {
+            program: 0,
+            count: None,
+        },
+        t0,
+    );
+    spawned(&mut m, 0, true, 200, t0);
+    assert_eq!(m.next_deadline(), Some(after(t0, 10_000)));
+    let a = tick(&mut m, after(t0, 10_000));
+    assert!(reports(&a).iter().any(|r| matches!(
+        r,
+        Report::NotReady {
+            replacement: true,
+            ..
+        }
+    )));
+    assert!(reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::ReloadFailed { .. })));
+    assert_eq!(
+        acts(a),
+        vec![Action::Stop {
+            pid: pid(200),
+            signal: Signal::TERM
+        }]
+    );
+    // The new one ignores TERM: SIGKILL after the graceful timeout.
+    assert_eq!(
+        acts(tick(&mut m, after(t0, 18_000))),
+        vec![Action::Kill { pid: pid(200) }]
+    );
+    exited(
+        &mut m,
+        200,
+        Status::Signaled(Signal::KILL),
+        after(t0, 18_000),
+    );
+    assert_eq!(m.live_pids(), vec![pid(100), pid(101)]);
+    assert_eq!(m.phase, Phase::Running);
+}
+
+#[test]
+fn a_worker_never_ready_counts_toward_the_crash_loop() {
+    let mut s = with_ready(1, ReadyMode::Notify);
+    s.programs[0].ready_timeout = Duration::from_secs(5);
+    let (mut m, _) = starting(s);
+    let mut t;
+    let mut p = 100;
+    for round in 1..=3 {
+        t = m.next_deadline().unwrap();
+        let a = tick(&mut m, t);
+        if a.iter().any(|x| matches!(x, Action::SpawnWorker { .. })) {
+            p += 1;
+            spawned(&mut m, 0, false, p, t);
+            t = m.next_deadline().unwrap();
+            let _ = tick(&mut m, t);
+        }
+        // Past the ready timeout: stopped; its exit is a failed start,
+        // however long it ran.
+        let a = exited(&mut m, p, Status::Signaled(Signal::TERM), t);
+        if round == 3 {
+            assert!(
+                reports(&a)
+                    .iter()
+                    .any(|r| matches!(r, Report::CrashLoop { failures: 3, .. })),
+                "{a:?}"
+            );
+            return;
+        }
+    }
+    panic!("no crash loop");
+}
+
+#[test]
+fn ready_one_from_a_descendant_counts_and_others_are_dropped() {
+    let (mut m, t0) = starting(with_ready(1, ReadyMode::Notify));
+    let ready = crate::notify::Message::parse("READY=1\nSTATUS=warming up");
+    // From a process that is nobody's descendant: dropped.
+    let a = m.on_event(
+        Event::Notified {
+            chain: vec![pid(555), pid(554)],
+            message: ready.clone(),
+        },
+        t0,
+    );
+    assert!(a.is_empty());
+    // From a grandchild of the worker (gunicorn's workers under its
+    // master): the first pid of the chain that is a worker counts.
+    let a = m.on_event(
+        Event::Notified {
+            chain: vec![pid(300), pid(250), pid(100)],
+            message: ready,
+        },
+        t0,
+    );
+    assert!(reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::Ready { .. })));
+    assert_eq!(
+        m.programs[0].slots[0]
+            .current
+            .as_ref()
+            .unwrap()
+            .status
+            .as_deref(),
+        Some("warming up")
+    );
+}
+
+#[test]
+fn a_hung_worker_is_replaced_first_then_stopped() {
+    let mut s = with_ready(2, ReadyMode::Notify);
+    s.programs[0].watchdog = Some(Duration::from_secs(5));
+    let (mut m, t0) = starting(s);
+    m.on_event(Event::Ready { pid: pid(100) }, t0);
+    m.on_event(Event::Ready { pid: pid(101) }, t0);
+    let ping = crate::notify::Message::parse("WATCHDOG=1");
+    // Worker 1 keeps pinging; worker 0 goes silent.
+    for s in 1..=3 {
+        let at = after(t0, 3000 * s);
+        m.on_event(
+            Event::Notified {
+                chain: vec![pid(101)],
+                message: ping.clone(),
+            },
+            at,
+        );
+        if s == 1 {
+            assert!(acts(tick(&mut m, at)).is_empty());
+        }
+    }
+    let t = m.next_deadline().unwrap();
+    assert_eq!(t, after(t0, 5000), "worker 0 is silent since it was ready");
+    let a = tick(&mut m, t);
+    assert!(reports(&a).iter().any(|r| matches!(r, Report::Hung { .. })));
+    assert_eq!(
+        acts(a),
+        vec![
+            Action::SpawnWorker {
+                slot: slot(0),
+                replacement: true,
+                workers: 2
+            },
+            Action::Stop {
+                pid: pid(100),
+                signal: Signal::TERM
+            }
+        ]
+    );
+    spawned(&mut m, 0, true, 200, t);
+    // The hung one ends; the replacement takes over at once.
+    let a = exited(&mut m, 100, Status::Signaled(Signal::TERM), t);
+    assert!(reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::TookOver { .. })));
+    assert_eq!(m.programs[0].slots[0].restarts.get(&Why::Hung), Some(&1));
+    assert_eq!(m.live_pids(), vec![pid(200), pid(101)]);
+}
+
+#[test]
+fn upstream_hears_ready_reloading_ready_and_stopping() {
+    let (mut m, t0) = starting(with_ready(1, ReadyMode::Notify));
+    let a = m.on_event(Event::Ready { pid: pid(100) }, t0);
+    assert_eq!(upstream(&a), vec![Upstream::Ready { workers: 1 }]);
+    sig(&mut m, Signal::HUP, t0);
+    let a = m.on_event(
+        Event::Replanned {
+            program: 0,
+            count: None,
+        },
+        t0,
+    );
+    assert_eq!(upstream(&a), vec![Upstream::Reloading]);
+    spawned(&mut m, 0, true, 200, t0);
+    let a = m.on_event(Event::Ready { pid: pid(200) }, t0);
+    assert_eq!(upstream(&a), vec![Upstream::Ready { workers: 1 }]);
+    // A crash restart later is no news upstream.
+    exited(&mut m, 100, Status::Signaled(Signal::TERM), t0);
+    let a = sig(&mut m, Signal::TERM, t0);
+    assert_eq!(upstream(&a), vec![Upstream::Stopping]);
 }
