@@ -328,6 +328,28 @@ pub fn resolve(cli: &Cli, matches: &ArgMatches, env: &dyn Env) -> Result<Config,
         _ => None,
     };
     let file = file_path.as_deref().map(file::File::load).transpose()?;
+    resolve_layers(cli, matches, env, file)
+}
+
+/// Resolves `args` (the words after the program name included) with the
+/// given environment and an already parsed file: for the fuzz targets.
+pub fn resolve_with_file(
+    args: &[&str],
+    env: &dyn Env,
+    file: Option<file::File>,
+) -> Result<Config, ConfigError> {
+    let (cli, matches) = Cli::parse_from_args(args.iter().copied())
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    resolve_layers(&cli, &matches, env, file)
+}
+
+fn resolve_layers(
+    cli: &Cli,
+    matches: &ArgMatches,
+    env: &dyn Env,
+    file: Option<file::File>,
+) -> Result<Config, ConfigError> {
+    let file_path = file.as_ref().map(|f| f.path.clone());
     let layers = Layers {
         matches,
         file: file.as_ref(),
