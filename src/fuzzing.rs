@@ -20,21 +20,24 @@ impl Env for OneVar<'_> {
             .filter(|(n, _)| *n == name)
             .map(|(_, v)| v.to_string())
     }
+    fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| n.to_string()).collect()
+    }
 }
 
 /// Parses `text` as the TOML configuration file and resolves it with an
 /// empty environment and no option but a command, then builds the plan
 /// without reading any limit.
 pub fn config_file(text: &str) {
-    let path = Path::new("fuzz.toml");
-    let Ok(file) = config::file::File::parse(path, text.to_string()) else {
+    let Ok(file) = config::file::File::parse(Path::new("fuzz.toml"), text) else {
         return;
     };
-    let Ok(config) = config::resolve_with_file(&["init", "--", "app"], &OneVar(None), Some(file))
-    else {
+    let Ok(args) = config::parse_args(["init", "--", "app"]) else {
         return;
     };
-    let _ = crate::plan::Plan::build_with(&config, None);
+    if let Ok(config) = config::resolve_with(&args, &OneVar(None), Some(&file)) {
+        let _ = crate::plan::Plan::build_with(&config, None);
+    }
 }
 
 /// Resolves the settings with one variable `name=value` set (any name: a
@@ -42,7 +45,10 @@ pub fn config_file(text: &str) {
 /// line.
 pub fn env_value(name: &str, value: &str) {
     let env = OneVar(Some((name, value)));
-    if let Ok(config) = config::resolve_with_file(&["init", "--", "app"], &env, None) {
+    let Ok(args) = config::parse_args(["init", "--", "app"]) else {
+        return;
+    };
+    if let Ok(config) = config::resolve_with(&args, &env, None) {
         let _ = crate::plan::Plan::build_with(&config, None);
     }
 }

@@ -14,15 +14,18 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
-use crate::config::{Config, ConfigError, StepConfig};
+use crate::config::{Config, Step};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
-use crate::vocab::{format_bytes, format_duration};
+use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
     format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
 };
+
+/// The pre-start step: one type from the configuration to the supervisor.
+pub use crate::config::Step as StepPlan;
 
 /// Version of the JSON document; bumped only for incompatible changes.
 pub const SCHEMA: u32 = 1;
@@ -40,7 +43,7 @@ pub struct Plan {
     pub resources: Resources,
     pub listen: Vec<ListenPlan>,
     pub backlog: u32,
-    pub steps: Vec<StepPlan>,
+    pub steps: Vec<Step>,
     pub restart: RestartPlan,
     pub shutdown: ShutdownPlan,
     pub signals: SignalPlan,
@@ -80,26 +83,6 @@ pub struct ListenPlan {
 }
 
 #[derive(Clone, Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StepPlan {
-    WaitFor {
-        url: String,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-    Run {
-        argv: Vec<String>,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-    Dir {
-        path: PathBuf,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct RestartPlan {
     pub policy: RestartPolicy,
     #[serde(serialize_with = "secs", rename = "min_uptime_s")]
@@ -126,26 +109,85 @@ pub struct ShutdownPlan {
     pub budget: Duration,
 }
 
+/// What each signal with a meaning of its own does, after the
+/// `--signal-map` rules (docs/plan.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct SignalPlan {
+    /// The signals that start a graceful shutdown.
     pub shutdown: Vec<Signal>,
+    /// What TERM, INT and QUIT do: "shutdown", "shutdown, the child gets
+    /// SIGx (--signal-map TERM:x)" (plain mode only), or "ignored
+    /// (--signal-map TERM:0)".
+    pub term: String,
+    pub int: String,
+    pub quit: String,
     /// What HUP, TTIN and TTOU do: "rolling restart", "add a worker",
-    /// "remove a worker", or "forward".
-    pub hup: &'static str,
-    pub ttin: &'static str,
-    pub ttou: &'static str,
+    /// "remove a worker" (worker mode), "forward" (plain mode), "forward
+    /// as SIGx (--signal-map HUP:x)" or "ignored (--signal-map HUP:0)".
+    pub hup: String,
+    pub ttin: String,
+    pub ttou: String,
     pub map: Vec<SignalRule>,
+}
+
+impl SignalPlan {
+    fn new(mode: Mode, map: &[SignalRule]) -> SignalPlan {
+        let role = |sig: Signal, own: &str| -> String {
+            let shutdown = own == "shutdown";
+            match map.iter().find(|r| r.from == sig) {
+                Some(SignalRule { to: None, .. }) => {
+                    format!("ignored (--signal-map {}:0)", sig.name())
+                }
+                Some(SignalRule { to: Some(to), .. }) if shutdown => format!(
+                    "shutdown, the child gets {to} (--signal-map {}:{})",
+                    sig.name(),
+                    to.name()
+                ),
+                Some(SignalRule { to: Some(to), .. }) => format!(
+                    "forward as {to} (--signal-map {}:{})",
+                    sig.name(),
+                    to.name()
+                ),
+                None if shutdown || mode == Mode::Workers => own.to_string(),
+                None => "forward".to_string(),
+            }
+        };
+        let shutdown = [Signal::TERM, Signal::INT, Signal::QUIT]
+            .into_iter()
+            .filter(|s| !map.iter().any(|r| r.from == *s && r.to.is_none()))
+            .collect();
+        SignalPlan {
+            shutdown,
+            term: role(Signal::TERM, "shutdown"),
+            int: role(Signal::INT, "shutdown"),
+            quit: role(Signal::QUIT, "shutdown"),
+            hup: role(Signal::HUP, "rolling restart"),
+            ttin: role(Signal::TTIN, "add a worker"),
+            ttou: role(Signal::TTOU, "remove a worker"),
+            map: map.to_vec(),
+        }
+    }
 }
 
 /// The first backoff delay; it doubles up to `backoff_max`.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 
-fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+/// What the sizing needs from the settings.
+pub fn sizing_input(config: &Config) -> SizingInput {
+    SizingInput {
+        workers_per_cpu: config.workers_per_cpu,
+        extra_workers: config.extra_workers,
+        worker_memory: config.worker_memory,
+        memory_reserve: config.memory_reserve,
+        min_workers: config.min_workers,
+        max_workers: config.max_workers,
+        cpus_override: config.cpus,
+        memory_override: config.memory,
+    }
 }
 
 impl Plan {
-    pub fn build(config: &Config) -> Result<Plan, ConfigError> {
+    pub fn build(config: &Config) -> Plan {
         // The limits decide only `--workers auto`; the dry run shows them
         // always. A plain or fixed-count run skips reading them.
         if config.dry_run || config.workers == Some(Workers::Auto) {
@@ -156,22 +198,14 @@ impl Plan {
     }
 
     /// `build` with injected host facts (tests); `None` reads no limits.
-    pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Result<Plan, ConfigError> {
-        let mut warnings = Vec::new();
+    pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Plan {
+        let mut warnings = config.warnings.clone();
         let resources = match host {
             Some(host) => resources::detect(&config.root, host),
             None => Resources::not_read(),
         };
-        let input = SizingInput {
-            workers_per_cpu: config.workers_per_cpu,
-            extra_workers: config.extra_workers,
-            worker_memory: config.worker_memory,
-            memory_reserve: config.memory_reserve,
-            min_workers: config.min_workers,
-            max_workers: config.max_workers,
-            cpus_override: config.cpus,
-            memory_override: config.memory,
-        };
+        let input = sizing_input(config);
+        let origin = config.origin("workers").unwrap_or("--workers").to_string();
         let (mode, workers, resize) = match config.workers {
             None => (
                 Mode::Plain,
@@ -186,10 +220,7 @@ impl Plan {
                 Mode::Workers,
                 WorkerPlan {
                     count: n,
-                    source: config
-                        .workers_origin
-                        .clone()
-                        .unwrap_or_else(|| "--workers".into()),
+                    source: origin,
                     sizing: None,
                 },
                 None,
@@ -200,13 +231,7 @@ impl Plan {
                     Mode::Workers,
                     WorkerPlan {
                         count: s.count,
-                        source: format!(
-                            "auto ({})",
-                            config
-                                .workers_origin
-                                .clone()
-                                .unwrap_or_else(|| "--workers".into())
-                        ),
+                        source: format!("auto ({origin})"),
                         sizing: Some(s),
                     },
                     Some((config.root.clone(), input.clone())),
@@ -214,46 +239,21 @@ impl Plan {
             }
         };
 
-        let listen = config
+        let listen: Vec<ListenPlan> = config
             .listen
             .iter()
             .enumerate()
-            .map(|(i, text)| {
-                let address = ListenAddr::parse(text).map_err(|message| ConfigError::Value {
-                    origin: "--listen".into(),
-                    message,
-                })?;
-                Ok(ListenPlan {
-                    name: address.fd_name(),
-                    address,
-                    fd: crate::listeners::FIRST_FD + i as i32,
-                })
+            .map(|(i, address)| ListenPlan {
+                name: address.fd_name(),
+                address: address.clone(),
+                fd: crate::listeners::FIRST_FD + i as i32,
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect();
         if mode == Mode::Plain && !listen.is_empty() {
             warnings.push(
                 "--listen in plain mode: the one child gets the sockets as fd 3.. too".into(),
             );
         }
-
-        let steps = config
-            .steps
-            .iter()
-            .map(|s| match s {
-                StepConfig::WaitFor { url, timeout } => StepPlan::WaitFor {
-                    url: url.clone(),
-                    timeout: *timeout,
-                },
-                StepConfig::Run { argv, timeout } => StepPlan::Run {
-                    argv: argv.clone(),
-                    timeout: *timeout,
-                },
-                StepConfig::Dir { path, timeout } => StepPlan::Dir {
-                    path: path.clone(),
-                    timeout: *timeout,
-                },
-            })
-            .collect();
 
         let policy = config.restart.unwrap_or(match mode {
             Mode::Plain => RestartPolicy::Never,
@@ -264,18 +264,10 @@ impl Plan {
             (None, Mode::Workers) => Some(Signal::TERM),
             (None, Mode::Plain) => None,
         };
-        let has_rule = |s: Signal| config.signal_map.iter().any(|r| r.from == s);
-        let special = |s: Signal, what: &'static str| {
-            if mode == Mode::Workers && !has_rule(s) {
-                what
-            } else {
-                "forward"
-            }
-        };
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());
-        Ok(Plan {
+        Plan {
             schema: SCHEMA,
             mode,
             command: config
@@ -288,7 +280,7 @@ impl Plan {
             resources,
             listen,
             backlog: config.backlog,
-            steps,
+            steps: config.steps.clone(),
             restart: RestartPlan {
                 policy,
                 min_uptime: config.min_uptime,
@@ -302,19 +294,13 @@ impl Plan {
                 graceful_timeout: config.graceful_timeout,
                 budget,
             },
-            signals: SignalPlan {
-                shutdown: vec![Signal::TERM, Signal::INT, Signal::QUIT],
-                hup: special(Signal::HUP, "rolling restart"),
-                ttin: special(Signal::TTIN, "add a worker"),
-                ttou: special(Signal::TTOU, "remove a worker"),
-                map: config.signal_map.clone(),
-            },
+            signals: SignalPlan::new(mode, &config.signal_map),
             reaper: if pid1 { "pid1" } else { "subreaper" },
             log_format: config.log_format,
             config_file: config.file.clone(),
             warnings,
             resize,
-        })
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -418,17 +404,17 @@ impl Plan {
             let _ = writeln!(o, "pre-start   in this order, each must succeed:");
             for (i, s) in self.steps.iter().enumerate() {
                 let line = match s {
-                    StepPlan::WaitFor { url, timeout } => {
-                        format!("wait for {url}  (timeout {})", format_duration(*timeout))
+                    Step::WaitFor { target, timeout } => {
+                        format!("wait for {target}  (timeout {})", format_duration(*timeout))
                     }
-                    StepPlan::Run { argv, timeout } => {
+                    Step::Run { argv, timeout } => {
                         format!(
                             "run {}  (timeout {})",
                             shell_join(argv),
                             format_duration(*timeout)
                         )
                     }
-                    StepPlan::Dir { path, timeout } => format!(
+                    Step::Dir { path, timeout } => format!(
                         "run the executables in {} in name order  (timeout {} each)",
                         path.display(),
                         format_duration(*timeout)
@@ -453,36 +439,62 @@ impl Plan {
             .stop_signal
             .map(|s| s.to_string())
             .unwrap_or_else(|| "the signal received".into());
+        let on = match self.signals.shutdown.as_slice() {
+            [] => "on no signal (TERM, INT and QUIT are ignored)".to_string(),
+            list => format!(
+                "on {}",
+                list.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        };
         let _ = writeln!(
             o,
-            "shutdown    on SIGTERM/SIGINT/SIGQUIT: serve {} more, send {stop}, wait {}, then SIGKILL; \
+            "shutdown    {on}: serve {} more, send {stop}, wait {}, then SIGKILL; \
              leftover processes likewise (at most {} in all)",
             format_duration(sd.delay),
             format_duration(sd.graceful_timeout),
             format_duration(sd.budget)
         );
+        let sg = &self.signals;
+        let shutdown_roles = if sg.term == sg.int && sg.int == sg.quit {
+            format!("TERM, INT, QUIT: {}", sg.term)
+        } else {
+            format!("TERM: {}; INT: {}; QUIT: {}", sg.term, sg.int, sg.quit)
+        };
+        let own = [
+            Signal::TERM,
+            Signal::INT,
+            Signal::QUIT,
+            Signal::HUP,
+            Signal::TTIN,
+            Signal::TTOU,
+        ];
+        let rewritten: Vec<String> = sg
+            .map
+            .iter()
+            .filter(|r| !own.contains(&r.from))
+            .map(|r| {
+                format!(
+                    "{}->{}",
+                    r.from.name(),
+                    r.to.map_or_else(|| "ignored".into(), |t| t.name())
+                )
+            })
+            .collect();
         let _ = writeln!(
             o,
-            "signals     HUP: {}; TTIN: {}; TTOU: {}; every other signal is forwarded{}",
-            self.signals.hup,
-            self.signals.ttin,
-            self.signals.ttou,
-            if self.signals.map.is_empty() {
+            "signals     {shutdown_roles}; HUP: {}; TTIN: {}; TTOU: {}",
+            sg.hup, sg.ttin, sg.ttou
+        );
+        let _ = writeln!(
+            o,
+            "            every other signal is forwarded{}",
+            if rewritten.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " (rewritten: {})",
-                    self.signals
-                        .map
-                        .iter()
-                        .map(|r| format!(
-                            "{}->{}",
-                            r.from.name(),
-                            r.to.map(|t| t.name()).unwrap_or_else(|| "dropped".into())
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!(" (rewritten: {})", rewritten.join(", "))
             }
         );
         let _ = writeln!(

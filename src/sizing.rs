@@ -170,20 +170,11 @@ fn floor_u32(v: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::defaults;
     use crate::resources::HostFacts;
 
+    /// The defaults of the table of settings.
     fn input() -> SizingInput {
-        SizingInput {
-            workers_per_cpu: defaults::WORKERS_PER_CPU,
-            extra_workers: defaults::EXTRA_WORKERS,
-            worker_memory: defaults::WORKER_MEMORY,
-            memory_reserve: defaults::MEMORY_RESERVE,
-            min_workers: defaults::MIN_WORKERS,
-            max_workers: defaults::MAX_WORKERS,
-            cpus_override: None,
-            memory_override: None,
-        }
+        crate::plan::sizing_input(&crate::config::Config::defaults())
     }
 
     fn res(cpus: f64, memory: Option<u64>) -> Resources {

@@ -42,15 +42,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// `--probe URL`: one attempt, exit 0 when it answers, 1 when not.
-pub fn probe(url: &str) -> Result<i32, Error> {
-    let target = crate::vocab::WaitTarget::parse(url).map_err(|m| {
-        Error::Config(crate::config::ConfigError::Value {
-            origin: "--probe".into(),
-            message: m,
-        })
-    })?;
+pub fn probe(target: &crate::vocab::WaitTarget) -> Result<i32, Error> {
     let rt = runtime()?;
-    match rt.block_on(crate::prestart::probe(&target, Duration::from_secs(5))) {
+    match rt.block_on(crate::prestart::probe(target, Duration::from_secs(5))) {
         Ok(()) => Ok(0),
         Err(e) => {
             log::error(&format!("probe {target} failed: {e}"));

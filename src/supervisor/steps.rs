@@ -42,7 +42,9 @@ pub async fn run_all(plan: &Plan, signals: &mut Signals) -> Result<Outcome, Erro
     for (i, step) in plan.steps.iter().enumerate() {
         let n = i + 1;
         let outcome = match step {
-            StepPlan::WaitFor { url, timeout } => wait(n, total, url, *timeout, signals).await?,
+            StepPlan::WaitFor { target, timeout } => {
+                wait(n, total, target, *timeout, signals).await?
+            }
             StepPlan::Run { argv, timeout } => {
                 let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
                 command(plan, &format!("{n}/{total}"), &argv, *timeout, signals).await?
@@ -107,15 +109,12 @@ fn executables(dir: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
 async fn wait(
     n: usize,
     total: usize,
-    url: &str,
+    target: &Target,
     timeout: Duration,
     signals: &mut Signals,
 ) -> Result<Outcome, Error> {
-    let target = Target::parse(url).map_err(|reason| Error::Prestart {
-        step: format!("{n}/{total} (wait for {url})"),
-        reason,
-        code: None,
-    })?;
+    let url = target.to_string();
+    let url = url.as_str();
     log::event(
         PROGRESS,
         "wait",
@@ -145,7 +144,7 @@ async fn wait(
             ],
         )
     };
-    let fut = prestart::wait_for(&target, timeout, &mut report);
+    let fut = prestart::wait_for(target, timeout, &mut report);
     tokio::pin!(fut);
     loop {
         tokio::select! {
