@@ -132,38 +132,44 @@ pub struct SignalPlan {
 
 impl SignalPlan {
     fn new(mode: Mode, map: &[SignalRule]) -> SignalPlan {
-        let role = |sig: Signal, own: &str| -> String {
-            let shutdown = own == "shutdown";
-            match map.iter().find(|r| r.from == sig) {
-                Some(SignalRule { to: None, .. }) => {
-                    format!("ignored (--signal-map {}:0)", sig.name())
-                }
-                Some(SignalRule { to: Some(to), .. }) if shutdown => format!(
-                    "shutdown, the child gets {to} (--signal-map {}:{})",
-                    sig.name(),
-                    to.name()
-                ),
-                Some(SignalRule { to: Some(to), .. }) => format!(
+        let rule = |sig: Signal| map.iter().find(|r| r.from == sig).map(|r| r.to);
+        let ignored = |sig: Signal| format!("ignored (--signal-map {}:0)", sig.name());
+        // TERM, INT, QUIT: a rule to another signal is only valid in plain
+        // mode without --stop-signal (config checks it).
+        let shutdown_role = |sig: Signal| match rule(sig) {
+            None => "shutdown".to_string(),
+            Some(None) => ignored(sig),
+            Some(Some(to)) => format!(
+                "shutdown, the child gets {to} (--signal-map {}:{})",
+                sig.name(),
+                to.name()
+            ),
+        };
+        // HUP, TTIN, TTOU: their own meaning in worker mode, unless a rule
+        // takes them away.
+        let own_role = |sig: Signal, meaning: &str| match rule(sig) {
+            None if mode == Mode::Workers => meaning.to_string(),
+            None => "forward".to_string(),
+            Some(None) => ignored(sig),
+            Some(Some(to)) => {
+                format!(
                     "forward as {to} (--signal-map {}:{})",
                     sig.name(),
                     to.name()
-                ),
-                None if shutdown || mode == Mode::Workers => own.to_string(),
-                None => "forward".to_string(),
+                )
             }
         };
-        let shutdown = [Signal::TERM, Signal::INT, Signal::QUIT]
-            .into_iter()
-            .filter(|s| !map.iter().any(|r| r.from == *s && r.to.is_none()))
-            .collect();
         SignalPlan {
-            shutdown,
-            term: role(Signal::TERM, "shutdown"),
-            int: role(Signal::INT, "shutdown"),
-            quit: role(Signal::QUIT, "shutdown"),
-            hup: role(Signal::HUP, "rolling restart"),
-            ttin: role(Signal::TTIN, "add a worker"),
-            ttou: role(Signal::TTOU, "remove a worker"),
+            shutdown: [Signal::TERM, Signal::INT, Signal::QUIT]
+                .into_iter()
+                .filter(|s| rule(*s) != Some(None))
+                .collect(),
+            term: shutdown_role(Signal::TERM),
+            int: shutdown_role(Signal::INT),
+            quit: shutdown_role(Signal::QUIT),
+            hup: own_role(Signal::HUP, "rolling restart"),
+            ttin: own_role(Signal::TTIN, "add a worker"),
+            ttou: own_role(Signal::TTOU, "remove a worker"),
             map: map.to_vec(),
         }
     }

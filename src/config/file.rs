@@ -134,7 +134,7 @@ impl<'t> File<'t> {
             line,
             column,
             key: key.to_string(),
-            message: message.into(),
+            message: super::words::shorten(message.into()),
         }
     }
 }

@@ -14,7 +14,7 @@ use toml::de::DeValue;
 use super::cli::Args;
 use super::file::{scalar_text, File, Span};
 use super::options::{self, Kind, Setting, CHILD_ENV};
-use super::words::{nearest, shorten};
+use super::words::nearest;
 use super::ConfigError;
 
 /// The process environment, injectable so tests and fuzz targets never
@@ -147,10 +147,9 @@ impl Layers<'_, '_> {
         })
     }
 
-    /// The error for a bad value from `origin`; a long `value` is cut in
-    /// the message.
-    pub fn error(&self, origin: &Origin, message: impl Into<String>, value: &str) -> ConfigError {
-        let message = shorten(message.into(), value);
+    /// The error for a bad value from `origin`.
+    pub fn error(&self, origin: &Origin, message: impl Into<String>) -> ConfigError {
+        let message = message.into();
         match origin {
             Origin::Option(o) => ConfigError::Value {
                 origin: format!("--{o}"),
@@ -165,6 +164,7 @@ impl Layers<'_, '_> {
                 None => ConfigError::Invalid(message),
             },
         }
+        .shortened()
     }
 
     /// The origin in words, for the plan: `--workers`, `environment

@@ -60,6 +60,19 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+impl ConfigError {
+    /// The error with long quoted values cut (see `words::shorten`).
+    fn shortened(self) -> ConfigError {
+        match self {
+            ConfigError::Value { origin, message } => ConfigError::Value {
+                origin,
+                message: words::shorten(message),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Every setting, typed and merged. The fields with a default in the table
 /// hold it when no layer sets them.
 #[derive(Clone, Debug, Default)]
@@ -126,29 +139,35 @@ impl Config {
 /// Merges the layers into one `Config`: the command line `args`, the
 /// environment `env`, the file they name (or the default file).
 pub fn resolve(args: &Args, env: &dyn Env) -> Result<Config, ConfigError> {
-    let path = match options::setting("config") {
-        Some(s) => {
-            let no_file = Layers {
-                args,
-                env,
-                file: None,
-            };
-            match no_file.items(s)?.and_then(|items| items.into_iter().next()) {
-                Some(item) if item.text.is_empty() => {
-                    return Err(no_file.error(&item.origin, "the path is empty", ""))
-                }
-                Some(item) => Some(PathBuf::from(item.text)),
-                None => env.default_file(),
-            }
-        }
-        None => None,
-    };
+    let path = config_path(args, env)?;
     let text = path.as_deref().map(file::read).transpose()?;
     let file = match (&path, &text) {
         (Some(p), Some(t)) => Some(file::File::parse(p, t)?),
         _ => None,
     };
     resolve_with(args, env, file.as_ref())
+}
+
+/// The file named by `--config` or `CINIT_CONFIG`, else the default file
+/// when it exists.
+fn config_path(args: &Args, env: &dyn Env) -> Result<Option<PathBuf>, ConfigError> {
+    let layers = Layers {
+        args,
+        env,
+        file: None,
+    };
+    let named = SETTINGS
+        .iter()
+        .find(|s| matches!(s.kind, Kind::ConfigFile))
+        .map(|s| layers.items(s))
+        .transpose()?
+        .flatten()
+        .and_then(|items| items.into_iter().next());
+    match named {
+        Some(item) if item.text.is_empty() => Err(layers.error(&item.origin, "the path is empty")),
+        Some(item) => Ok(Some(PathBuf::from(item.text))),
+        None => Ok(env.default_file()),
+    }
 }
 
 /// `resolve` with the file already parsed (or none): for the fuzz targets
@@ -169,7 +188,7 @@ pub fn resolve_with(
             continue;
         };
         for item in &items {
-            apply(&mut c, &item.text).map_err(|m| layers.error(&item.origin, m, &item.text))?;
+            apply(&mut c, &item.text).map_err(|m| layers.error(&item.origin, m))?;
         }
         if let Some(first) = items.first() {
             c.origins.insert(s.key, layers.describe(&first.origin));

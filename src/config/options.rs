@@ -360,12 +360,7 @@ pub static SETTINGS: &[Setting] = &[
         env: Some("CINIT_WAIT_FOR"),
         kind: Kind::Step {
             sep: Some(','),
-            parse: |c, v| {
-                Ok(Step::WaitFor {
-                    target: WaitTarget::parse(v)?,
-                    timeout: c.wait_timeout,
-                })
-            },
+            parse: wait_for_step,
         },
         help: "Pre-start: wait until URL answers (tcp://host:port, http://host:port/path, unix:///path, file:///path); repeatable",
         why: "Steps run in the order given (docs/prestart.md).",
@@ -392,12 +387,7 @@ pub static SETTINGS: &[Setting] = &[
         env: Some("CINIT_PRESTART"),
         kind: Kind::Step {
             sep: Some(';'),
-            parse: |c, v| {
-                Ok(Step::Run {
-                    argv: split_command(v)?,
-                    timeout: c.prestart_timeout,
-                })
-            },
+            parse: run_step,
         },
         help: "Pre-start: run \"CMD ARGS\" once before the workers (split like a shell would, no expansion); repeatable",
         why: "Migrations and other one-off commands, without a shell script in the image.",
@@ -410,15 +400,7 @@ pub static SETTINGS: &[Setting] = &[
         env: Some("CINIT_PRESTART_DIR"),
         kind: Kind::Step {
             sep: None,
-            parse: |c, v| {
-                if v.trim().is_empty() {
-                    return Err("the directory is empty".into());
-                }
-                Ok(Step::Dir {
-                    path: PathBuf::from(v),
-                    timeout: c.prestart_timeout,
-                })
-            },
+            parse: dir_step,
         },
         help: "Pre-start: run the executables in DIR in name order",
         why: "Like the `/docker-entrypoint.d` directories of the official images.",
@@ -623,6 +605,33 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
 ];
+
+/// `--wait-for URL`, `{ wait_for = "URL" }`.
+pub fn wait_for_step(c: &Config, v: &str) -> Result<Step, String> {
+    Ok(Step::WaitFor {
+        target: WaitTarget::parse(v)?,
+        timeout: c.wait_timeout,
+    })
+}
+
+/// `--prestart "CMD ARGS"`, `{ run = "CMD ARGS" }`.
+pub fn run_step(c: &Config, v: &str) -> Result<Step, String> {
+    Ok(Step::Run {
+        argv: split_command(v)?,
+        timeout: c.prestart_timeout,
+    })
+}
+
+/// `--prestart-dir DIR`, `{ dir = "DIR" }`.
+pub fn dir_step(c: &Config, v: &str) -> Result<Step, String> {
+    if v.trim().is_empty() {
+        return Err("the directory is empty".into());
+    }
+    Ok(Step::Dir {
+        path: PathBuf::from(v),
+        timeout: c.prestart_timeout,
+    })
+}
 
 /// The setting with this key.
 pub fn setting(key: &str) -> Option<&'static Setting> {

@@ -21,7 +21,7 @@ use toml::Spanned;
 
 use super::file::{scalar_text, File};
 use super::layers::{Layer, Layers};
-use super::options::{self, Kind, StepParse, SETTINGS};
+use super::options::{self, Kind, SETTINGS};
 use super::{Config, ConfigError};
 use crate::vocab::{parse_duration, serialize_secs, WaitTarget};
 
@@ -97,7 +97,6 @@ pub fn resolve(layers: &Layers<'_, '_>, config: &Config) -> Result<Vec<Step>, Co
                 return Err(layers.error(
                     &item.origin,
                     "give the steps either as `steps` or as wait_for, prestart and prestart_dir, not both",
-                    "",
                 ));
             }
             return file_steps(file, value, config);
@@ -107,21 +106,12 @@ pub fn resolve(layers: &Layers<'_, '_>, config: &Config) -> Result<Vec<Step>, Co
             return found
                 .into_iter()
                 .map(|(_, item, parse)| {
-                    parse(config, &item.text).map_err(|m| layers.error(&item.origin, m, &item.text))
+                    parse(config, &item.text).map_err(|m| layers.error(&item.origin, m))
                 })
                 .collect();
         }
     }
     Ok(Vec::new())
-}
-
-/// The step parser of a setting of the table.
-fn parser(key: &str) -> StepParse {
-    match options::setting(key).map(|s| s.kind) {
-        Some(Kind::Step { parse, .. }) => parse,
-        // The keys below are in the table; a test checks it.
-        _ => |_, _| Err("not a step".into()),
-    }
 }
 
 /// `steps = [ { wait_for = "tcp://db:5432", timeout = "30s" },
@@ -196,34 +186,19 @@ fn file_steps(
                     timeout: config.prestart_timeout,
                 })
             }
-            ("wait_for", _) => parser("wait_for")(config, &text(v)?),
-            ("run", _) => parser("prestart")(config, &text(v)?),
-            _ => parser("prestart_dir")(config, &text(v)?),
+            ("wait_for", _) => options::wait_for_step(config, &text(v)?),
+            ("run", _) => options::run_step(config, &text(v)?),
+            _ => options::dir_step(config, &text(v)?),
         };
         let mut step = parsed.map_err(|m| err(v.span(), format!("step {n}: {m}")))?;
         if let Some(t) = timeout {
             let d = scalar_text(t.get_ref())
                 .ok_or_else(|| "a duration is a string or a number".to_string())
-                .and_then(|s| parse_duration(&s).map_err(|m| super::words::shorten(m, &s)))
+                .and_then(|s| parse_duration(&s))
                 .map_err(|m| err(t.span(), format!("step {n}: timeout: {m}")))?;
             step.set_timeout(d);
         }
         steps.push(step);
     }
     Ok(steps)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_step_keys_are_in_the_table() {
-        for key in ["wait_for", "prestart", "prestart_dir"] {
-            assert!(matches!(
-                options::setting(key).map(|s| s.kind),
-                Some(Kind::Step { .. })
-            ));
-        }
-    }
 }

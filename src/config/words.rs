@@ -96,23 +96,34 @@ fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The longest value a message quotes in full.
+/// The longest quoted value a message shows in full.
 const QUOTE_MAX: usize = 60;
 
-/// `message` with every copy of a long `value` cut to its start and its
-/// length: a 300-digit number or a 100 MB string must not fill the screen.
-pub fn shorten(message: String, value: &str) -> String {
-    if value.len() <= QUOTE_MAX || !message.contains(value) {
+/// `message` with every `` `quoted` `` value longer than `QUOTE_MAX` cut to
+/// its start and its length: a 300-digit number or a 100 MB string must
+/// not fill the screen.
+pub fn shorten(message: String) -> String {
+    let parts: Vec<&str> = message.split('`').collect();
+    if !parts.iter().skip(1).step_by(2).any(|q| q.len() > QUOTE_MAX) {
         return message;
     }
-    let mut end = QUOTE_MAX - 20;
-    while !value.is_char_boundary(end) {
-        end -= 1;
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        // Odd parts are inside backquotes (a trailing unpaired one is not).
+        if i % 2 == 1 && i + 1 < parts.len() && part.len() > QUOTE_MAX {
+            let mut end = QUOTE_MAX - 20;
+            while !part.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.push_str(&format!("{}... ({} bytes)", &part[..end], part.len()));
+        } else {
+            out.push_str(part);
+        }
     }
-    message.replace(
-        value,
-        &format!("{}... ({} bytes)", &value[..end], value.len()),
-    )
+    out
 }
 
 #[cfg(test)]
@@ -142,9 +153,14 @@ mod tests {
     #[test]
     fn long_values_are_cut_in_messages() {
         let long = "9".repeat(300);
-        let m = shorten(format!("`{long}` is not a duration"), &long);
+        let m = shorten(format!("`{long}` is not a duration (use `30s`)"));
         assert!(m.len() < 100, "{m}");
-        assert!(m.contains("(300 bytes)"), "{m}");
-        assert_eq!(shorten("`5x` is bad".into(), "5x"), "`5x` is bad");
+        assert!(
+            m.contains("99... (300 bytes)` is not a duration (use `30s`)"),
+            "{m}"
+        );
+        assert_eq!(shorten("`5x` is bad".into()), "`5x` is bad");
+        let unpaired = format!("`{long}");
+        assert_eq!(shorten(unpaired.clone()), unpaired);
     }
 }
