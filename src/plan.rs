@@ -67,6 +67,8 @@ pub enum Mode {
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerPlan {
     pub count: u32,
+    /// The most workers TTIN scales to.
+    pub max: u32,
     /// Where the count came from: "plain mode", "--workers", "environment
     /// variable WEB_CONCURRENCY", "auto", ...
     pub source: String,
@@ -217,6 +219,7 @@ impl Plan {
                 Mode::Plain,
                 WorkerPlan {
                     count: 1,
+                    max: 1,
                     source: "plain mode (no --workers)".into(),
                     sizing: None,
                 },
@@ -226,6 +229,7 @@ impl Plan {
                 Mode::Workers,
                 WorkerPlan {
                     count: n,
+                    max: config.max_workers.max(n),
                     source: origin,
                     sizing: None,
                 },
@@ -237,6 +241,7 @@ impl Plan {
                     Mode::Workers,
                     WorkerPlan {
                         count: s.count,
+                        max: config.max_workers.max(s.count),
                         source: format!("auto ({origin})"),
                         sizing: Some(s),
                     },
@@ -252,7 +257,7 @@ impl Plan {
             .map(|(i, address)| ListenPlan {
                 name: address.fd_name(),
                 address: address.clone(),
-                fd: crate::listeners::FIRST_FD + i as i32,
+                fd: crate::process::FIRST_FD + i as i32,
             })
             .collect();
         if mode == Mode::Plain && !listen.is_empty() {
@@ -522,20 +527,4 @@ impl Plan {
     }
 }
 
-/// Words joined for display, quoted where a shell would need it.
-pub(crate) fn shell_join(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use crate::vocab::shell_join;

@@ -174,7 +174,17 @@ mod tests {
 
     /// The defaults of the table of settings.
     fn input() -> SizingInput {
-        crate::plan::sizing_input(&crate::config::Config::defaults())
+        let d = crate::config::Config::defaults();
+        SizingInput {
+            workers_per_cpu: d.workers_per_cpu,
+            extra_workers: d.extra_workers,
+            worker_memory: d.worker_memory,
+            memory_reserve: d.memory_reserve,
+            min_workers: d.min_workers,
+            max_workers: d.max_workers,
+            cpus_override: None,
+            memory_override: None,
+        }
     }
 
     fn res(cpus: f64, memory: Option<u64>) -> Resources {

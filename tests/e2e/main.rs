@@ -5,11 +5,13 @@
 
 mod common;
 
+mod architecture;
 mod cli;
 mod demo_worker;
 mod docker;
 mod examples;
 mod fastapi;
+mod hardening;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
