@@ -321,7 +321,10 @@ pub static SETTINGS: &[Setting] = &[
             sep: ',',
             apply: |c, v| {
                 let addr = ListenAddr::parse(v)?;
-                if c.listen.contains(&addr) {
+                // Port 0 asks the kernel for any free port: each such
+                // socket gets its own.
+                let any_port = matches!(addr, ListenAddr::Tcp { port: 0, .. });
+                if !any_port && c.listen.contains(&addr) {
                     return Err(format!("{addr} is given twice"));
                 }
                 if c.listen.len() == MAX_LISTENERS {

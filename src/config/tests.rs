@@ -285,6 +285,16 @@ fn the_same_address_twice_is_an_error() {
     )
     .unwrap();
     assert_eq!(c.listen.len(), 2);
+    let args = [
+        "init",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "127.0.0.1:0",
+        "x",
+    ];
+    let c = resolve_args(&args, &[]).unwrap();
+    assert_eq!(c.listen.len(), 2, "port 0: any free port, each its own");
 }
 
 #[test]
