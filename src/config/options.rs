@@ -636,22 +636,7 @@ pub fn dir_step(c: &Config, v: &str) -> Result<Step, String> {
     })
 }
 
-/// The setting with this key.
-pub fn setting(key: &str) -> Option<&'static Setting> {
-    SETTINGS.iter().find(|s| s.key == key)
-}
-
 impl Setting {
-    /// `--graceful-timeout`, `COMMAND` for the command, or the TOML key
-    /// for a file-only setting: how a message names the setting.
-    pub fn display_name(&self) -> String {
-        match (self.option, &self.kind) {
-            (Some(o), _) => format!("--{o}"),
-            (None, Kind::Command) => self.value.to_string(),
-            (None, _) => format!("`{}`", self.key),
-        }
-    }
-
     /// The help line with the default and the variable, as `--help` shows
     /// it.
     pub fn help_line(&self) -> String {
@@ -703,15 +688,16 @@ fn and_list(items: &[String]) -> String {
 /// The text under the options in `--help`: which settings have no
 /// variable or no key (from the table), the precedence, the exit codes.
 pub fn after_help() -> String {
-    let shown = || SETTINGS.iter().filter(|s| !s.hidden && s.option.is_some());
-    let no_toml: Vec<String> = shown()
-        .filter(|s| !s.toml)
-        .map(Setting::display_name)
-        .collect();
-    let no_env: Vec<String> = shown()
-        .filter(|s| s.env.is_none())
-        .map(Setting::display_name)
-        .collect();
+    let shown = || SETTINGS.iter().filter(|s| !s.hidden);
+    let options = |keep: fn(&Setting) -> bool| -> Vec<String> {
+        shown()
+            .filter(|s| keep(s))
+            .filter_map(|s| s.option)
+            .map(|o| format!("--{o}"))
+            .collect()
+    };
+    let no_toml = options(|s| !s.toml);
+    let no_env = options(|s| s.env.is_none());
     let file_only: Vec<String> = SETTINGS
         .iter()
         .filter(|s| s.toml && s.option.is_none() && s.env.is_none())
