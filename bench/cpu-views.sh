@@ -103,7 +103,7 @@ row() { # label cpu cpuset mem [taskset-cpu]
     np=$(inside "$c" "$s" "$m" $pre nproc)
     py=$(inside "$c" "$s" "$m" $pre python3 -c 'import os; print(os.cpu_count(), len(os.sched_getaffinity(0)))')
     rs=$(inside "$c" "$s" "$m" $pre "$WORK/views")
-    ci=$(inside "$c" "$s" "$m" $pre "$INIT" --dry-run --json --workers auto |
+    ci=$(inside "$c" "$s" "$m" $pre "$INIT" --dry-run --json --workers auto -- true |
         python3 -c 'import json, sys; d = json.load(sys.stdin); print("%g %d" % (d["resources"]["cpus"]["value"], d["workers"]["count"]))')
     set -- $py $rs $ci
     echo "| $label | $np | $1 | $2 | $3 | $4 | $5 | $6 |"

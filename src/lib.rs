@@ -5,8 +5,9 @@
 //!
 //! * `vocab` holds the words every module shares (signals, durations,
 //!   sizes, addresses, policies) and imports nothing from the crate;
-//! * `cli` reads the words, `config` merges them with the environment and
-//!   the TOML file into typed settings (nothing runs before all are valid);
+//! * `config` declares every setting once (`config::options`), reads the
+//!   words (`config::cli`) and merges them with the environment and the
+//!   TOML file into typed settings (nothing runs before all are valid);
 //! * `resources` reads what the kernel grants (cgroup v1/v2, affinity) and
 //!   `sizing` turns it into a worker count;
 //! * `plan` is the one value that `--dry-run` prints and the real run
@@ -20,9 +21,10 @@
 //! `run` maps every error to the exit codes of the README's table in one
 //! place (`error`).
 
-pub mod cli;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listeners;
 pub mod log;
 pub mod notify;
@@ -65,31 +67,38 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let (cli, matches) = cli::Cli::parse_from_args(args).map_err(Error::Usage)?;
-    let config = config::resolve(&cli, &matches, &config::ProcessEnv)?;
+    let args = config::parse_args(args).map_err(Error::Usage)?;
+    let config = config::resolve(&args, &config::ProcessEnv)?;
     log::init(config.log_format);
-    if let Some(url) = &config.probe {
-        let target = vocab::WaitTarget::parse(url).map_err(|message| {
-            Error::Config(config::ConfigError::Value {
-                origin: "--probe".into(),
-                message,
-            })
-        })?;
-        return supervisor::probe(&target);
+    for w in &config.warnings {
+        log::warn(&format!("warning: {w}"));
     }
-    let plan = plan::Plan::build(&config)?;
+    if let Some(target) = &config.probe {
+        return supervisor::probe(target);
+    }
+    let plan = plan::Plan::build(&config);
     if config.dry_run {
         let out = if config.json {
             plan.to_json()
         } else {
             plan.to_text()
         };
-        // A closed pipe (`init --dry-run | head`) is not an error worth a
-        // panic: write and ignore the outcome.
-        use std::io::Write;
-        let _ = writeln!(std::io::stdout().lock(), "{out}");
-        return Ok(0);
+        return print_plan(&out);
     }
     log::set_quiet(plan.mode == plan::Mode::Plain);
     supervisor::run(plan)
+}
+
+/// Writes the dry run's plan to stdout. A reader that went away
+/// (`init --dry-run | head -1`) took what it wanted: exit 0. Any other
+/// failure (a full disk, `> /dev/full`) means the plan was lost: exit 1
+/// with a message.
+fn print_plan(text: &str) -> Result<i32, Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+        Err(e) => Err(Error::io("write the plan to stdout", e)),
+    }
 }

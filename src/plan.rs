@@ -14,16 +14,19 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
-use crate::config::{Config, ConfigError, StepConfig};
+use crate::config::{Config, Step};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
 use crate::vocab::ReadyMode;
-use crate::vocab::{format_bytes, format_duration};
+use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
     format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
 };
+
+/// The pre-start step: one type from the configuration to the supervisor.
+pub use crate::config::Step as StepPlan;
 
 /// Version of the JSON document; bumped only for incompatible changes.
 pub const SCHEMA: u32 = 1;
@@ -41,7 +44,7 @@ pub struct Plan {
     pub resources: Resources,
     pub listen: Vec<ListenPlan>,
     pub backlog: u32,
-    pub steps: Vec<StepPlan>,
+    pub steps: Vec<Step>,
     pub restart: RestartPlan,
     pub ready: ReadyPlan,
     pub shutdown: ShutdownPlan,
@@ -84,26 +87,6 @@ pub struct ListenPlan {
 }
 
 #[derive(Clone, Debug, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StepPlan {
-    WaitFor {
-        url: String,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-    Run {
-        argv: Vec<String>,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-    Dir {
-        path: PathBuf,
-        #[serde(serialize_with = "secs", rename = "timeout_s")]
-        timeout: Duration,
-    },
-}
-
-#[derive(Clone, Debug, Serialize)]
 pub struct RestartPlan {
     pub policy: RestartPolicy,
     #[serde(serialize_with = "secs", rename = "min_uptime_s")]
@@ -141,25 +124,90 @@ pub struct ShutdownPlan {
     pub budget: Duration,
 }
 
+/// What each signal with a meaning of its own does, after the
+/// `--signal-map` rules (docs/plan.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct SignalPlan {
+    /// The signals that start a graceful shutdown.
     pub shutdown: Vec<Signal>,
+    /// What TERM, INT and QUIT do: "shutdown", "shutdown, the child gets
+    /// SIGx (--signal-map TERM:x)" (plain mode only), or "ignored
+    /// (--signal-map TERM:0)".
+    pub term: String,
+    pub int: String,
+    pub quit: String,
     /// What HUP, TTIN and TTOU do: "rolling restart", "add a worker",
-    /// "remove a worker", or "forward".
-    pub hup: &'static str,
-    pub ttin: &'static str,
-    pub ttou: &'static str,
+    /// "remove a worker" (worker mode), "forward" (plain mode), "forward
+    /// as SIGx (--signal-map HUP:x)" or "ignored (--signal-map HUP:0)".
+    pub hup: String,
+    pub ttin: String,
+    pub ttou: String,
     pub map: Vec<SignalRule>,
+}
+
+impl SignalPlan {
+    fn new(mode: Mode, map: &[SignalRule]) -> SignalPlan {
+        let rule = |sig: Signal| map.iter().find(|r| r.from == sig).map(|r| r.to);
+        let ignored = |sig: Signal| format!("ignored (--signal-map {}:0)", sig.name());
+        // TERM, INT, QUIT: a rule to another signal is only valid in plain
+        // mode without --stop-signal (config checks it).
+        let shutdown_role = |sig: Signal| match rule(sig) {
+            None => "shutdown".to_string(),
+            Some(None) => ignored(sig),
+            Some(Some(to)) => format!(
+                "shutdown, the child gets {to} (--signal-map {}:{})",
+                sig.name(),
+                to.name()
+            ),
+        };
+        // HUP, TTIN, TTOU: their own meaning in worker mode, unless a rule
+        // takes them away.
+        let own_role = |sig: Signal, meaning: &str| match rule(sig) {
+            None if mode == Mode::Workers => meaning.to_string(),
+            None => "forward".to_string(),
+            Some(None) => ignored(sig),
+            Some(Some(to)) => {
+                format!(
+                    "forward as {to} (--signal-map {}:{})",
+                    sig.name(),
+                    to.name()
+                )
+            }
+        };
+        SignalPlan {
+            shutdown: [Signal::TERM, Signal::INT, Signal::QUIT]
+                .into_iter()
+                .filter(|s| rule(*s) != Some(None))
+                .collect(),
+            term: shutdown_role(Signal::TERM),
+            int: shutdown_role(Signal::INT),
+            quit: shutdown_role(Signal::QUIT),
+            hup: own_role(Signal::HUP, "rolling restart"),
+            ttin: own_role(Signal::TTIN, "add a worker"),
+            ttou: own_role(Signal::TTOU, "remove a worker"),
+            map: map.to_vec(),
+        }
+    }
 }
 
 /// The first backoff delay; it doubles up to `backoff_max`.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 
-fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+/// What the sizing needs from the settings.
+pub fn sizing_input(config: &Config) -> SizingInput {
+    SizingInput {
+        workers_per_cpu: config.workers_per_cpu,
+        extra_workers: config.extra_workers,
+        worker_memory: config.worker_memory,
+        memory_reserve: config.memory_reserve,
+        min_workers: config.min_workers,
+        max_workers: config.max_workers,
+        cpus_override: config.cpus,
+        memory_override: config.memory,
+    }
 }
 
-fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_f64(d.as_secs_f64()),
         None => s.serialize_none(),
@@ -171,7 +219,7 @@ fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Plan {
-    pub fn build(config: &Config) -> Result<Plan, ConfigError> {
+    pub fn build(config: &Config) -> Plan {
         // The limits decide only `--workers auto`; the dry run shows them
         // always. A plain or fixed-count run skips reading them.
         if config.dry_run || config.workers == Some(Workers::Auto) {
@@ -182,22 +230,14 @@ impl Plan {
     }
 
     /// `build` with injected host facts (tests); `None` reads no limits.
-    pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Result<Plan, ConfigError> {
-        let mut warnings = Vec::new();
+    pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Plan {
+        let mut warnings = config.warnings.clone();
         let resources = match host {
             Some(host) => resources::detect(&config.root, host),
             None => Resources::not_read(),
         };
-        let input = SizingInput {
-            workers_per_cpu: config.workers_per_cpu,
-            extra_workers: config.extra_workers,
-            worker_memory: config.worker_memory,
-            memory_reserve: config.memory_reserve,
-            min_workers: config.min_workers,
-            max_workers: config.max_workers,
-            cpus_override: config.cpus,
-            memory_override: config.memory,
-        };
+        let input = sizing_input(config);
+        let origin = config.origin("workers").unwrap_or("--workers").to_string();
         let (mode, workers, resize) = match config.workers {
             None => (
                 Mode::Plain,
@@ -214,10 +254,7 @@ impl Plan {
                 WorkerPlan {
                     count: n,
                     max: config.max_workers.max(n),
-                    source: config
-                        .workers_origin
-                        .clone()
-                        .unwrap_or_else(|| "--workers".into()),
+                    source: origin,
                     sizing: None,
                 },
                 None,
@@ -229,13 +266,7 @@ impl Plan {
                     WorkerPlan {
                         count: s.count,
                         max: config.max_workers.max(s.count),
-                        source: format!(
-                            "auto ({})",
-                            config
-                                .workers_origin
-                                .clone()
-                                .unwrap_or_else(|| "--workers".into())
-                        ),
+                        source: format!("auto ({origin})"),
                         sizing: Some(s),
                     },
                     Some((config.root.clone(), input.clone())),
@@ -243,46 +274,21 @@ impl Plan {
             }
         };
 
-        let listen = config
+        let listen: Vec<ListenPlan> = config
             .listen
             .iter()
             .enumerate()
-            .map(|(i, text)| {
-                let address = ListenAddr::parse(text).map_err(|message| ConfigError::Value {
-                    origin: "--listen".into(),
-                    message,
-                })?;
-                Ok(ListenPlan {
-                    name: address.fd_name(),
-                    address,
-                    fd: crate::process::FIRST_FD + i as i32,
-                })
+            .map(|(i, address)| ListenPlan {
+                name: address.fd_name(),
+                address: address.clone(),
+                fd: crate::process::FIRST_FD + i as i32,
             })
-            .collect::<Result<Vec<_>, ConfigError>>()?;
+            .collect();
         if mode == Mode::Plain && !listen.is_empty() {
             warnings.push(
                 "--listen in plain mode: the one child gets the sockets as fd 3.. too".into(),
             );
         }
-
-        let steps = config
-            .steps
-            .iter()
-            .map(|s| match s {
-                StepConfig::WaitFor { url, timeout } => StepPlan::WaitFor {
-                    url: url.clone(),
-                    timeout: *timeout,
-                },
-                StepConfig::Run { argv, timeout } => StepPlan::Run {
-                    argv: argv.clone(),
-                    timeout: *timeout,
-                },
-                StepConfig::Dir { path, timeout } => StepPlan::Dir {
-                    path: path.clone(),
-                    timeout: *timeout,
-                },
-            })
-            .collect();
 
         let policy = config.restart.unwrap_or(match mode {
             Mode::Plain => RestartPolicy::Never,
@@ -292,14 +298,6 @@ impl Plan {
             (Some(s), _) => Some(s),
             (None, Mode::Workers) => Some(Signal::TERM),
             (None, Mode::Plain) => None,
-        };
-        let has_rule = |s: Signal| config.signal_map.iter().any(|r| r.from == s);
-        let special = |s: Signal, what: &'static str| {
-            if mode == Mode::Workers && !has_rule(s) {
-                what
-            } else {
-                "forward"
-            }
         };
         let ready = ReadyPlan {
             mode: if listen.is_empty() {
@@ -313,7 +311,7 @@ impl Plan {
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());
-        Ok(Plan {
+        Plan {
             schema: SCHEMA,
             mode,
             command: config
@@ -326,7 +324,7 @@ impl Plan {
             resources,
             listen,
             backlog: config.backlog,
-            steps,
+            steps: config.steps.clone(),
             ready,
             restart: RestartPlan {
                 policy,
@@ -341,19 +339,13 @@ impl Plan {
                 graceful_timeout: config.graceful_timeout,
                 budget,
             },
-            signals: SignalPlan {
-                shutdown: vec![Signal::TERM, Signal::INT, Signal::QUIT],
-                hup: special(Signal::HUP, "rolling restart"),
-                ttin: special(Signal::TTIN, "add a worker"),
-                ttou: special(Signal::TTOU, "remove a worker"),
-                map: config.signal_map.clone(),
-            },
+            signals: SignalPlan::new(mode, &config.signal_map),
             reaper: if pid1 { "pid1" } else { "subreaper" },
             log_format: config.log_format,
             config_file: config.file.clone(),
             warnings,
             resize,
-        })
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -457,17 +449,17 @@ impl Plan {
             let _ = writeln!(o, "pre-start   in this order, each must succeed:");
             for (i, s) in self.steps.iter().enumerate() {
                 let line = match s {
-                    StepPlan::WaitFor { url, timeout } => {
-                        format!("wait for {url}  (timeout {})", format_duration(*timeout))
+                    Step::WaitFor { target, timeout } => {
+                        format!("wait for {target}  (timeout {})", format_duration(*timeout))
                     }
-                    StepPlan::Run { argv, timeout } => {
+                    Step::Run { argv, timeout } => {
                         format!(
                             "run {}  (timeout {})",
                             shell_join(argv),
                             format_duration(*timeout)
                         )
                     }
-                    StepPlan::Dir { path, timeout } => format!(
+                    Step::Dir { path, timeout } => format!(
                         "run the executables in {} in name order  (timeout {} each)",
                         path.display(),
                         format_duration(*timeout)
@@ -492,36 +484,62 @@ impl Plan {
             .stop_signal
             .map(|s| s.to_string())
             .unwrap_or_else(|| "the signal received".into());
+        let on = match self.signals.shutdown.as_slice() {
+            [] => "on no signal (TERM, INT and QUIT are ignored)".to_string(),
+            list => format!(
+                "on {}",
+                list.iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        };
         let _ = writeln!(
             o,
-            "shutdown    on SIGTERM/SIGINT/SIGQUIT: serve {} more, send {stop}, wait {}, then SIGKILL; \
+            "shutdown    {on}: serve {} more, send {stop}, wait {}, then SIGKILL; \
              leftover processes likewise (at most {} in all)",
             format_duration(sd.delay),
             format_duration(sd.graceful_timeout),
             format_duration(sd.budget)
         );
+        let sg = &self.signals;
+        let shutdown_roles = if sg.term == sg.int && sg.int == sg.quit {
+            format!("TERM, INT, QUIT: {}", sg.term)
+        } else {
+            format!("TERM: {}; INT: {}; QUIT: {}", sg.term, sg.int, sg.quit)
+        };
+        let own = [
+            Signal::TERM,
+            Signal::INT,
+            Signal::QUIT,
+            Signal::HUP,
+            Signal::TTIN,
+            Signal::TTOU,
+        ];
+        let rewritten: Vec<String> = sg
+            .map
+            .iter()
+            .filter(|r| !own.contains(&r.from))
+            .map(|r| {
+                format!(
+                    "{}->{}",
+                    r.from.name(),
+                    r.to.map_or_else(|| "ignored".into(), |t| t.name())
+                )
+            })
+            .collect();
         let _ = writeln!(
             o,
-            "signals     HUP: {}; TTIN: {}; TTOU: {}; every other signal is forwarded{}",
-            self.signals.hup,
-            self.signals.ttin,
-            self.signals.ttou,
-            if self.signals.map.is_empty() {
+            "signals     {shutdown_roles}; HUP: {}; TTIN: {}; TTOU: {}",
+            sg.hup, sg.ttin, sg.ttou
+        );
+        let _ = writeln!(
+            o,
+            "            every other signal is forwarded{}",
+            if rewritten.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " (rewritten: {})",
-                    self.signals
-                        .map
-                        .iter()
-                        .map(|r| format!(
-                            "{}->{}",
-                            r.from.name(),
-                            r.to.map(|t| t.name()).unwrap_or_else(|| "dropped".into())
-                        ))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!(" (rewritten: {})", rewritten.join(", "))
             }
         );
         let _ = writeln!(

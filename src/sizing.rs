@@ -170,17 +170,18 @@ fn floor_u32(v: f64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::defaults;
     use crate::resources::HostFacts;
 
+    /// The defaults of the table of settings.
     fn input() -> SizingInput {
+        let d = crate::config::Config::defaults();
         SizingInput {
-            workers_per_cpu: defaults::WORKERS_PER_CPU,
-            extra_workers: defaults::EXTRA_WORKERS,
-            worker_memory: defaults::WORKER_MEMORY,
-            memory_reserve: defaults::MEMORY_RESERVE,
-            min_workers: defaults::MIN_WORKERS,
-            max_workers: defaults::MAX_WORKERS,
+            workers_per_cpu: d.workers_per_cpu,
+            extra_workers: d.extra_workers,
+            worker_memory: d.worker_memory,
+            memory_reserve: d.memory_reserve,
+            min_workers: d.min_workers,
+            max_workers: d.max_workers,
             cpus_override: None,
             memory_override: None,
         }

@@ -54,7 +54,7 @@ impl HostFacts {
     /// The facts of this process: the affinity mask of the live process
     /// (a syscall cannot be redirected), `/proc/meminfo` and
     /// `/sys/devices/system/cpu/online` read under `root`. The online count
-    /// falls back to the affinity count, then to `num_cpus`.
+    /// falls back to the affinity count, then to `sysconf`.
     pub fn read(root: &Path) -> HostFacts {
         let affinity_cpus = affinity_count();
         let online_cpus = std::fs::read_to_string(under(root, "/sys/devices/system/cpu/online"))
@@ -62,9 +62,7 @@ impl HostFacts {
             .and_then(|t| limits::count_cpu_list(&t).ok())
             .filter(|&n| n > 0)
             .or(affinity_cpus)
-            // num_cpus is the fallback only: it cannot say which cgroup
-            // level a figure came from, and older versions misread quotas.
-            .unwrap_or_else(num_cpus::get);
+            .unwrap_or_else(online_cpus_sysconf);
         let mem_total = std::fs::read_to_string(under(root, "/proc/meminfo"))
             .ok()
             .and_then(|t| limits::meminfo_total(&t));
@@ -73,6 +71,15 @@ impl HostFacts {
             affinity_cpus,
             mem_total,
         }
+    }
+}
+
+/// The C library's count of online CPUs; 1 when it cannot say.
+fn online_cpus_sysconf() -> usize {
+    use nix::unistd::{sysconf, SysconfVar};
+    match sysconf(SysconfVar::_NPROCESSORS_ONLN) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        _ => 1,
     }
 }
 
@@ -128,18 +135,18 @@ pub struct Resources {
 impl Resources {
     /// The value a real run without `--workers auto` carries: there the
     /// limits decide nothing, so reading a dozen cgroup files at every start
-    /// would only cost time (the dry run always reads them).
+    /// would only cost time (the dry run always reads them). It holds no
+    /// number: 0 CPUs, said to be not read; nothing reads them.
     pub fn not_read() -> Resources {
-        let cpus = num_cpus::get();
         Resources {
             cgroup: "not read".into(),
             cpus: Figure {
-                value: cpus as f64,
+                value: 0.0,
                 source: "not read: nothing in this run depends on it".into(),
             },
             memory: None,
             host: HostFacts {
-                online_cpus: cpus,
+                online_cpus: 0,
                 affinity_cpus: None,
                 mem_total: None,
             },

@@ -182,9 +182,10 @@ pub enum Action {
     },
     /// Bind the `--listen` sockets; answered by `Bound`.
     Bind,
-    /// Ask a child to stop: `signal`, then SIGCONT (a stopped process
-    /// acts on nothing else), to its whole process group (each child
-    /// leads its own), so what a shell wrapper started stops too.
+    /// Ask a child to stop: `signal` to its whole process group (each
+    /// child leads its own), so what a shell wrapper started stops too;
+    /// SIGCONT follows when the child is stopped (it would act on nothing
+    /// else).
     Stop {
         pid: Pid,
         signal: Signal,

@@ -159,10 +159,8 @@ pub fn settings(plan: &Plan, pid1: bool) -> Settings {
 
 fn step(s: &StepPlan) -> Step {
     match s {
-        StepPlan::WaitFor { url, timeout } => Step::Wait {
-            // Checked when the configuration was read; a URL that no
-            // longer parses cannot come from a valid plan.
-            target: WaitTarget::parse(url).unwrap_or(WaitTarget::File(PathBuf::from(url))),
+        StepPlan::WaitFor { target, timeout } => Step::Wait {
+            target: target.clone(),
             timeout: *timeout,
         },
         StepPlan::Run { argv, timeout } => Step::Run {
@@ -431,9 +429,11 @@ impl Shell<'_> {
                 Some(Event::Bound)
             }
             Action::Stop { pid, signal } => {
-                // Each child leads its own process group.
+                // Each child leads its own process group. A stopped one
+                // acts on nothing but SIGCONT; one that runs is not sent
+                // a SIGCONT it might catch.
                 sys::kill_raw(-pid.as_raw(), signal.raw());
-                if signal != Signal::KILL {
+                if signal != Signal::KILL && is_stopped(pid.as_raw()) {
                     sys::kill_raw(-pid.as_raw(), Signal::CONT.raw());
                 }
                 None
@@ -532,6 +532,18 @@ impl Shell<'_> {
         .log();
         Some(sizing.count)
     }
+}
+
+/// The process is stopped (state `T`): it would not act on a signal
+/// before a SIGCONT.
+fn is_stopped(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|st| st == "T")
+        })
+        .unwrap_or(false)
 }
 
 fn start_failure(e: SpawnError) -> StartFailure {

@@ -19,7 +19,7 @@ pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
 pub use target::{url_host, Target as WaitTarget};
 pub use units::{
     format_bytes, format_duration, format_number, format_uptime, parse_bool, parse_bytes,
-    parse_count, parse_cpus, parse_duration, parse_f64, MAX_DURATION,
+    parse_count, parse_cpus, parse_duration, parse_f64, serialize_secs, MAX_DURATION,
 };
 pub use words::{
     parse_log_format, parse_ready, parse_restart, parse_workers, shell_join, LogFormat, ReadyMode,

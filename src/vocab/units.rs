@@ -55,6 +55,12 @@ fn secs_to_duration(secs: f64) -> Option<Duration> {
         .then(|| Duration::from_secs_f64(secs))
 }
 
+/// A duration as a JSON number of seconds (`"timeout_s": 1.5`), for the
+/// plan's `*_s` fields.
+pub fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 /// A duration printed the way users write it: `30s`, `1m30s`, `500ms`,
 /// `1.25s`; exact to the millisecond.
 pub fn format_duration(d: Duration) -> String {

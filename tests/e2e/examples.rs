@@ -216,7 +216,7 @@ fn dockerfile() -> Dockerfile {
     }
 }
 
-/// Every `[env: NAME=...]` of `init --help`.
+/// Every `[env: NAME]` of `init --help`.
 fn help_env_names() -> Vec<String> {
     let out = Command::new(INIT).arg("--help").output().unwrap();
     assert!(out.status.success());
@@ -224,7 +224,7 @@ fn help_env_names() -> Vec<String> {
     let names: Vec<String> = text
         .split("[env: ")
         .skip(1)
-        .filter_map(|s| s.split_once('=').map(|(n, _)| n.to_string()))
+        .filter_map(|s| s.split_once(']').map(|(n, _)| n.to_string()))
         .collect();
     assert!(
         names.len() > 10,

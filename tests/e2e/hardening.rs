@@ -483,7 +483,7 @@ fn a_shutdown_signal_mapped_to_nothing_is_ignored_as_the_plan_says() {
         false,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("TERM->dropped"), "{out}");
+    assert!(out.contains("TERM: ignored (--signal-map TERM:0)"), "{out}");
     let mut r = Running::pid1(&["--signal-map", "TERM:0", "--", DEMO, "sleep"]);
     let child = {
         let mut c = 0;

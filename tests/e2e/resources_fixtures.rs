@@ -38,17 +38,7 @@ fn host8() -> HostFacts {
 }
 
 fn defaults() -> SizingInput {
-    use cinit::config::defaults as d;
-    SizingInput {
-        workers_per_cpu: d::WORKERS_PER_CPU,
-        extra_workers: d::EXTRA_WORKERS,
-        worker_memory: d::WORKER_MEMORY,
-        memory_reserve: d::MEMORY_RESERVE,
-        min_workers: d::MIN_WORKERS,
-        max_workers: d::MAX_WORKERS,
-        cpus_override: None,
-        memory_override: None,
-    }
+    cinit::plan::sizing_input(&cinit::config::Config::defaults())
 }
 
 fn run(case: &str, host: &HostFacts) -> (Resources, Sizing) {
@@ -475,6 +465,7 @@ fn dry_run_json(case: &str, extra: &[&str]) -> serde_json::Value {
         .env("CINIT_ROOT", fixture(case))
         .args(["--dry-run", "--json", "--workers", "auto"])
         .args(extra)
+        .args(["--", "app"])
         .output()
         .expect("run init");
     assert!(
@@ -584,9 +575,9 @@ fn plan(case: &str, args: &[&str]) -> cinit::plan::Plan {
         root.display().to_string(),
     ];
     argv.extend(args.iter().map(|s| s.to_string()));
-    let (cli, matches) = cinit::cli::Cli::parse_from_args(argv).expect("arguments");
-    let config = cinit::config::resolve(&cli, &matches, &NoEnv).expect("config");
-    cinit::plan::Plan::build_with(&config, Some(&host8())).expect("plan")
+    let args = cinit::config::parse_args(argv).expect("arguments");
+    let config = cinit::config::resolve(&args, &NoEnv).expect("config");
+    cinit::plan::Plan::build_with(&config, Some(&host8()))
 }
 
 const PLAN_ARGS: &[&str] = &["--dry-run", "--workers", "auto", "--", "uvicorn", "app:app"];

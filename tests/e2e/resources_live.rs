@@ -142,7 +142,7 @@ fn dry_run_inside(cpu_dir: &Path, mem_dir: &Path) -> serde_json::Value {
     let out = cmd
         .arg("-c")
         .arg(
-            r#"echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$0" --dry-run --json --workers auto"#,
+            r#"echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$0" --dry-run --json --workers auto -- app"#,
         )
         .arg(env!("CARGO_BIN_EXE_init"))
         .arg(cpu_dir)

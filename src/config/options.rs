@@ -1,0 +1,831 @@
+//! The one table of settings. Each entry says everything about one
+//! setting: its option, its value, its environment variable, its TOML key,
+//! its default, its help line and why the default is what it is, and how
+//! its value is parsed and stored. `--help` (`cli`), the layers
+//! (`layers`, `file`, `steps`) and the reference in docs/configuration.md
+//! (`reference`) are all made from it, so they cannot disagree; a test
+//! fails when the committed document differs from what this table says.
+//!
+//! A default written as `Default::Value` is parsed by the setting's own
+//! parser when nothing else sets it: the text shown in `--help` is the
+//! value the init uses.
+//!
+//! Adding a setting is one entry here and one field in `Config`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::steps::Step;
+use super::words::split_command;
+use super::Config;
+use crate::vocab::{
+    self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
+    parse_log_format, parse_restart, parse_signal, parse_signal_rule, parse_workers, ListenAddr,
+    WaitTarget, MAX_LISTENERS,
+};
+
+/// Parses one value as the user wrote it and stores it in the config; the
+/// error is a sentence without the origin (the caller adds it).
+pub type Apply = fn(&mut Config, &str) -> Result<(), String>;
+
+/// Parses one pre-start step; the config gives the default timeouts.
+pub type StepParse = fn(&Config, &str) -> Result<Step, String>;
+
+/// How a setting takes its value.
+#[derive(Clone, Copy)]
+pub enum Kind {
+    /// One value; a later layer replaces an earlier one.
+    Scalar(Apply),
+    /// Several values: the option repeats, the environment variable is
+    /// split at `sep`, the TOML value is an array (one string counts as a
+    /// list of one). Each value goes through `apply`, in order.
+    List { sep: char, apply: Apply },
+    /// A switch: the option takes no value; the environment variable is a
+    /// boolean (`1`, `true`, `0`, ...) and goes through `apply`.
+    Switch(Apply),
+    /// A pre-start step setting (`wait_for`, `prestart`, `prestart_dir`):
+    /// steps are resolved together, in order (see `steps`). Repeatable,
+    /// split at `sep` in the environment when `sep` is set.
+    Step { sep: Option<char>, parse: StepParse },
+    /// The file's `steps` list (see `steps`).
+    StepList,
+    /// The command: the words after the options, or the file's `command`.
+    Command,
+    /// `--config`: read before everything else, to find the file.
+    ConfigFile,
+}
+
+/// What a setting is when no layer sets it.
+#[derive(Clone, Copy)]
+pub enum Default {
+    /// Nothing: the setting is absent.
+    None,
+    /// This text, parsed like a user's value.
+    Value(&'static str),
+    /// Decided elsewhere (by the mode, the limits); the text says how.
+    Described(&'static str),
+}
+
+/// One setting. Build entries with `..BASE` so that an entry names only
+/// what it has.
+#[derive(Clone, Copy)]
+pub struct Setting {
+    /// The TOML key, and the id of the setting everywhere.
+    pub key: &'static str,
+    /// The long option without its dashes; `None` for a file-only key.
+    pub option: Option<&'static str>,
+    /// What the value looks like (`DURATION`); empty for a switch.
+    pub value: &'static str,
+    /// The environment variable; `None` when there is none.
+    pub env: Option<&'static str>,
+    /// A second variable read when `env` is unset (`WEB_CONCURRENCY`).
+    pub env_fallback: Option<&'static str>,
+    /// Whether the TOML file may set it, under `key`.
+    pub toml: bool,
+    pub kind: Kind,
+    pub default: Default,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// Why the default is what it is, for docs/configuration.md.
+    pub why: &'static str,
+    /// Not shown in `--help` (diagnosis and tests only).
+    pub hidden: bool,
+    /// Also allowed in a `[programs.NAME]` table (SPEC 15, not built yet):
+    /// those settings apply through the same `Apply` to a copy of the
+    /// global config.
+    pub per_program: bool,
+}
+
+const BASE: Setting = Setting {
+    key: "",
+    option: None,
+    value: "",
+    env: None,
+    env_fallback: None,
+    toml: true,
+    kind: Kind::Command,
+    default: Default::None,
+    help: "",
+    why: "",
+    hidden: false,
+    per_program: false,
+};
+
+/// Variables the init sets for its children. They are not settings, but
+/// a nested init (or a worker's own tools) may see them: they draw no
+/// warning about an unknown `CINIT_` variable.
+pub const CHILD_ENV: &[&str] = &["CINIT_WORKER_ID", "CINIT_WORKERS"];
+
+/// The settings in the order `--help` and the reference list them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: "config",
+        option: Some("config"),
+        value: "PATH",
+        env: Some("CINIT_CONFIG"),
+        toml: false,
+        kind: Kind::ConfigFile,
+        default: Default::Described("/etc/cinit.toml when it exists"),
+        help: "TOML configuration file",
+        why: "The conventional place for a container's settings; a missing default file is no error.",
+        ..BASE
+    },
+    Setting {
+        key: "dry_run",
+        option: Some("dry-run"),
+        env: Some("CINIT_DRY_RUN"),
+        toml: false,
+        kind: Kind::Switch(|c, v| {
+            c.dry_run = parse_bool(v)?;
+            Ok(())
+        }),
+        help: "Print the plan (limits, worker count, sockets, steps, shutdown) and run nothing",
+        why: "`docker run -e CINIT_DRY_RUN=1 IMAGE` shows an image's plan without changing its command. Not a file key: a file that stops every start is a trap.",
+        ..BASE
+    },
+    Setting {
+        key: "json",
+        option: Some("json"),
+        env: Some("CINIT_JSON"),
+        toml: false,
+        kind: Kind::Switch(|c, v| {
+            c.json = parse_bool(v)?;
+            Ok(())
+        }),
+        help: "With --dry-run: print the plan as one JSON document",
+        why: "The variable goes with `CINIT_DRY_RUN=1` for the same reason.",
+        ..BASE
+    },
+    Setting {
+        key: "probe",
+        option: Some("probe"),
+        value: "URL",
+        env: None,
+        toml: false,
+        kind: Kind::Scalar(|c, v| {
+            c.probe = Some(WaitTarget::parse(v)?);
+            Ok(())
+        }),
+        help: "Probe URL once (tcp://, http://, unix://, file://) and exit 0 if it answers, 1 if not: a HEALTHCHECK for images without curl",
+        why: "A health check names its URL on its own command line; a variable would turn every start of the image into a probe.",
+        ..BASE
+    },
+    Setting {
+        key: "workers",
+        option: Some("workers"),
+        value: "N|auto",
+        env: Some("CINIT_WORKERS"),
+        env_fallback: Some("WEB_CONCURRENCY"),
+        kind: Kind::Scalar(|c, v| {
+            c.workers = Some(parse_workers(v)?);
+            Ok(())
+        }),
+        default: Default::Described("plain mode, one child; WEB_CONCURRENCY when set"),
+        help: "Worker count, or `auto` to size it from the container's CPUs and memory",
+        why: "Without it cinit is a drop-in tini. `WEB_CONCURRENCY` counts when neither `--workers` nor `CINIT_WORKERS` is set (the gunicorn/uvicorn/Heroku convention). `auto` sizes from the container's limits (docs/sizing.md).",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "cpus",
+        option: Some("cpus"),
+        value: "CPUS",
+        env: Some("CINIT_CPUS"),
+        kind: Kind::Scalar(|c, v| {
+            c.cpus = Some(parse_cpus(v)?);
+            Ok(())
+        }),
+        default: Default::Described("detected"),
+        help: "CPUs the container may use, when the kernel cannot show it (1.5, 500m)",
+        why: "An override for a limit the container cannot see (a Kubernetes pod-level limit behind a private cgroup namespace).",
+        ..BASE
+    },
+    Setting {
+        key: "memory",
+        option: Some("memory"),
+        value: "SIZE",
+        env: Some("CINIT_MEMORY"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory = Some(parse_bytes(v)?);
+            Ok(())
+        }),
+        default: Default::Described("detected"),
+        help: "Memory the container may use, when the kernel cannot show it (512MiB, 1G)",
+        why: "The same, for memory.",
+        ..BASE
+    },
+    Setting {
+        key: "workers_per_cpu",
+        option: Some("workers-per-cpu"),
+        value: "N",
+        env: Some("CINIT_WORKERS_PER_CPU"),
+        kind: Kind::Scalar(|c, v| {
+            c.workers_per_cpu = parse_f64(v)?;
+            Ok(())
+        }),
+        default: Default::Value("2"),
+        help: "Auto sizing: workers per CPU",
+        why: "gunicorn's \"(2 × cores) + 1\": a worker waits on I/O about half the time.",
+        ..BASE
+    },
+    Setting {
+        key: "extra_workers",
+        option: Some("extra-workers"),
+        value: "N",
+        env: Some("CINIT_EXTRA_WORKERS"),
+        kind: Kind::Scalar(|c, v| {
+            c.extra_workers = parse_f64(v)?;
+            Ok(())
+        }),
+        default: Default::Value("1"),
+        help: "Auto sizing: workers added to the CPU bound",
+        why: "The \"+ 1\" of the same rule.",
+        ..BASE
+    },
+    Setting {
+        key: "worker_memory",
+        option: Some("worker-memory"),
+        value: "SIZE",
+        env: Some("CINIT_WORKER_MEMORY"),
+        kind: Kind::Scalar(|c, v| {
+            c.worker_memory = match parse_bytes(v)? {
+                0 => return Err("must not be 0".into()),
+                n => n,
+            };
+            Ok(())
+        }),
+        default: Default::Value("256MiB"),
+        help: "Auto sizing: memory one worker needs",
+        why: "Heroku's Python buildpack budget per worker (a FastAPI/uvicorn worker is about 60–120 MiB RSS; 256 MiB leaves room for the app's data).",
+        ..BASE
+    },
+    Setting {
+        key: "memory_reserve",
+        option: Some("memory-reserve"),
+        value: "SIZE",
+        env: Some("CINIT_MEMORY_RESERVE"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory_reserve = parse_bytes(v)?;
+            Ok(())
+        }),
+        default: Default::Value("0"),
+        help: "Auto sizing: memory kept back from the workers",
+        why: "Heroku reserves nothing; raise it when the container runs other processes.",
+        ..BASE
+    },
+    Setting {
+        key: "min_workers",
+        option: Some("min-workers"),
+        value: "N",
+        env: Some("CINIT_MIN_WORKERS"),
+        kind: Kind::Scalar(|c, v| {
+            c.min_workers = match parse_count(v)? {
+                0 => return Err("must be at least 1".into()),
+                n => n,
+            };
+            Ok(())
+        }),
+        default: Default::Value("1"),
+        help: "Auto sizing: the fewest workers",
+        why: "At least one worker.",
+        ..BASE
+    },
+    Setting {
+        key: "max_workers",
+        option: Some("max-workers"),
+        value: "N",
+        env: Some("CINIT_MAX_WORKERS"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_workers = match parse_count(v)? {
+                n if n > vocab::MAX_WORKERS_LIMIT => {
+                    return Err(format!(
+                        "{n} is above the limit of {}",
+                        vocab::MAX_WORKERS_LIMIT
+                    ))
+                }
+                n => n,
+            };
+            Ok(())
+        }),
+        default: Default::Value("64"),
+        help: "Auto sizing: the most workers",
+        why: "Caps a mis-detected huge host.",
+        ..BASE
+    },
+    Setting {
+        key: "listen",
+        option: Some("listen"),
+        value: "ADDR",
+        env: Some("CINIT_LISTEN"),
+        kind: Kind::List {
+            sep: ',',
+            apply: |c, v| {
+                let addr = ListenAddr::parse(v)?;
+                // Port 0 asks the kernel for any free port: each such
+                // socket gets its own.
+                let any_port = matches!(addr, ListenAddr::Tcp { port: 0, .. });
+                if !any_port && c.listen.contains(&addr) {
+                    return Err(format!("{addr} is given twice"));
+                }
+                if c.listen.len() == MAX_LISTENERS {
+                    return Err(format!("at most {MAX_LISTENERS} sockets are supported"));
+                }
+                c.listen.push(addr);
+                Ok(())
+            },
+        },
+        help: "Bind before the first fork and pass to every worker as fd 3, 4, ... (host:port, [::]:port, unix:/path); repeatable",
+        why: "The command binds its own sockets unless asked.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "backlog",
+        option: Some("backlog"),
+        value: "N",
+        env: Some("CINIT_BACKLOG"),
+        kind: Kind::Scalar(|c, v| {
+            c.backlog = match parse_count(v)? {
+                n @ 1..=0x7fff_ffff => n,
+                _ => return Err("must be between 1 and 2147483647".into()),
+            };
+            Ok(())
+        }),
+        default: Default::Value("2048"),
+        help: "Listen backlog of every --listen socket",
+        why: "gunicorn's and uvicorn's default; connections wait here while a worker restarts.",
+        ..BASE
+    },
+    Setting {
+        key: "wait_for",
+        option: Some("wait-for"),
+        value: "URL",
+        env: Some("CINIT_WAIT_FOR"),
+        kind: Kind::Step {
+            sep: Some(','),
+            parse: wait_for_step,
+        },
+        help: "Pre-start: wait until URL answers (tcp://host:port, http://host:port/path, unix:///path, file:///path); repeatable",
+        why: "Steps run in the order given (docs/prestart.md).",
+        ..BASE
+    },
+    Setting {
+        key: "wait_timeout",
+        option: Some("wait-timeout"),
+        value: "DURATION",
+        env: Some("CINIT_WAIT_TIMEOUT"),
+        kind: Kind::Scalar(|c, v| {
+            c.wait_timeout = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("60s"),
+        help: "Pre-start: how long one --wait-for may wait",
+        why: "A database container usually answers within seconds; a minute covers a cold start without hiding a wrong address for long.",
+        ..BASE
+    },
+    Setting {
+        key: "prestart",
+        option: Some("prestart"),
+        value: "CMD",
+        env: Some("CINIT_PRESTART"),
+        kind: Kind::Step {
+            sep: Some(';'),
+            parse: run_step,
+        },
+        help: "Pre-start: run \"CMD ARGS\" once before the workers (split like a shell would, no expansion); repeatable",
+        why: "Migrations and other one-off commands, without a shell script in the image.",
+        ..BASE
+    },
+    Setting {
+        key: "prestart_dir",
+        option: Some("prestart-dir"),
+        value: "DIR",
+        env: Some("CINIT_PRESTART_DIR"),
+        kind: Kind::Step {
+            sep: None,
+            parse: dir_step,
+        },
+        help: "Pre-start: run the executables in DIR in name order",
+        why: "Like the `/docker-entrypoint.d` directories of the official images.",
+        ..BASE
+    },
+    Setting {
+        key: "prestart_timeout",
+        option: Some("prestart-timeout"),
+        value: "DURATION",
+        env: Some("CINIT_PRESTART_TIMEOUT"),
+        kind: Kind::Scalar(|c, v| {
+            c.prestart_timeout = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("5m"),
+        help: "Pre-start: how long one command may run",
+        why: "Migrations can be slow; an unbounded step would hang the deployment silently.",
+        ..BASE
+    },
+    Setting {
+        key: "steps",
+        env: None,
+        kind: Kind::StepList,
+        help: "Pre-start steps in order, each with its own timeout: [{ wait_for = \"tcp://db:5432\", timeout = \"30s\" }, { run = \"alembic upgrade head\" }, { dir = \"/docker-entrypoint.d\" }]",
+        why: "Only a file can say the order of mixed steps and give each its own timeout; on the command line the order of the options is kept.",
+        ..BASE
+    },
+    Setting {
+        key: "restart",
+        option: Some("restart"),
+        value: "POLICY",
+        env: Some("CINIT_RESTART"),
+        kind: Kind::Scalar(|c, v| {
+            c.restart = Some(parse_restart(v)?);
+            Ok(())
+        }),
+        default: Default::Described("always with workers, never in plain mode"),
+        help: "When an exited worker is started again: always, on-failure, never",
+        why: "A web worker that exits should come back; a plain child's exit is the container's exit.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "min_uptime",
+        option: Some("min-uptime"),
+        value: "DURATION",
+        env: Some("CINIT_MIN_UPTIME"),
+        kind: Kind::Scalar(|c, v| {
+            c.min_uptime = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("2s"),
+        help: "A worker that exits sooner than this after its start failed to start; one that stays up this long resets the backoff",
+        why: "An import error or a port clash kills a worker within a second or two. pm2 uses 1 s, supervisord `startsecs=1`; 2 s allows for a slow Python import.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "backoff_max",
+        option: Some("backoff-max"),
+        value: "DURATION",
+        env: Some("CINIT_BACKOFF_MAX"),
+        kind: Kind::Scalar(|c, v| {
+            c.backoff_max = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("10s"),
+        help: "Longest wait before a restart; the backoff doubles from 100ms up to it",
+        why: "Restarts wait 100 ms, 200 ms, 400 ms, ... up to this, so a broken worker does not spin.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "crash_loop",
+        option: Some("crash-loop"),
+        value: "N",
+        env: Some("CINIT_CRASH_LOOP"),
+        kind: Kind::Scalar(|c, v| {
+            c.crash_loop = match parse_count(v)? {
+                0 => return Err("must be at least 1".into()),
+                n => n,
+            };
+            Ok(())
+        }),
+        default: Default::Value("5"),
+        help: "Quick failures in a row of one slot that make a crash loop: everything stops, exit 1",
+        why: "uvicorn and supervisord keep running or exit 0 there; an orchestrator needs a non-zero exit to show CrashLoopBackOff.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "stop_signal",
+        option: Some("stop-signal"),
+        value: "SIGNAL",
+        env: Some("CINIT_STOP_SIGNAL"),
+        kind: Kind::Scalar(|c, v| {
+            let s = parse_signal(v)?;
+            if s == vocab::Signal::STOP || s == vocab::Signal::CONT {
+                return Err(format!(
+                    "{s} cannot stop a process (use TERM, INT, QUIT or the signal the program drains on)"
+                ));
+            }
+            c.stop_signal = Some(s);
+            Ok(())
+        }),
+        default: Default::Described("TERM for workers; in plain mode the signal received"),
+        help: "Signal that asks a child to stop",
+        why: "uvicorn and gunicorn drain on TERM. In plain mode `docker kill -s INT` reaches the child as INT, as under tini.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "graceful_timeout",
+        option: Some("graceful-timeout"),
+        value: "DURATION",
+        env: Some("CINIT_GRACEFUL_TIMEOUT"),
+        kind: Kind::Scalar(|c, v| {
+            c.graceful_timeout = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("8s"),
+        help: "How long children may take to stop before SIGKILL",
+        why: "Inside `docker stop`'s 10 s, so cinit's own SIGKILL (and the stop of leftover processes) happens before Docker's. Raise it together with Kubernetes' `terminationGracePeriodSeconds` (30 s there).",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "shutdown_delay",
+        option: Some("shutdown-delay"),
+        value: "DURATION",
+        env: Some("CINIT_SHUTDOWN_DELAY"),
+        kind: Kind::Scalar(|c, v| {
+            c.shutdown_delay = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("0s"),
+        help: "On SIGTERM keep serving this long before stopping workers, for load balancers to notice",
+        why: "Kubernetes removes a terminating pod from its Service endpoints asynchronously; 5–10 s here keeps serving meanwhile (the `preStop: sleep` trick, built in). Keep `shutdown_delay + graceful_timeout` below the grace period.",
+        ..BASE
+    },
+    Setting {
+        key: "signal_map",
+        option: Some("signal-map"),
+        value: "FROM:TO",
+        env: Some("CINIT_SIGNAL_MAP"),
+        kind: Kind::List {
+            sep: ',',
+            apply: |c, v| {
+                let rule = parse_signal_rule(v)?;
+                if c.signal_map.iter().any(|r| r.from == rule.from) {
+                    return Err(format!("{} has two rules", rule.from));
+                }
+                c.signal_map.push(rule);
+                Ok(())
+            },
+        },
+        help: "Rewrite a signal the init receives, FROM:TO (TO 0: ignore it); repeatable",
+        why: "dumb-init's `--rewrite`, e.g. `HUP:0` when package scripts send SIGHUP to PID 1. A rule takes HUP/TTIN/TTOU away from their worker-mode meaning; TERM/INT/QUIT:0 means the init ignores that signal.",
+        ..BASE
+    },
+    Setting {
+        key: "log_format",
+        option: Some("log-format"),
+        value: "FORMAT",
+        env: Some("CINIT_LOG_FORMAT"),
+        kind: Kind::Scalar(|c, v| {
+            c.log_format = parse_log_format(v)?;
+            Ok(())
+        }),
+        default: Default::Value("text"),
+        help: "Supervision log lines on stderr: text or json",
+        why: "`json` gives one JSON object per supervision event (`ts`, `level`, `event`, fields, `msg`).",
+        ..BASE
+    },
+    Setting {
+        key: "root",
+        option: Some("root"),
+        value: "DIR",
+        env: Some("CINIT_ROOT"),
+        toml: false,
+        kind: Kind::Scalar(|c, v| {
+            if v.is_empty() {
+                return Err("the directory is empty".into());
+            }
+            c.root = PathBuf::from(v);
+            Ok(())
+        }),
+        default: Default::Value("/"),
+        help: "Root of the /proc and /sys/fs/cgroup trees to read limits from (for tests and diagnosis)",
+        why: "Reads `/proc` and `/sys/fs/cgroup` below DIR instead of `/`: the tests use it with fixture trees, and it helps diagnose a captured layout.",
+        hidden: true,
+        ..BASE
+    },
+    Setting {
+        key: "command",
+        value: "COMMAND",
+        env: None,
+        kind: Kind::Command,
+        help: "The program to run and its arguments; every word from the first one that is not an option belongs to it",
+        why: "In the file, `command = [\"uvicorn\", \"app.main:app\", \"--fd\", \"3\"]` or a string split like a shell would (no expansion). The command line wins.",
+        per_program: true,
+        ..BASE
+    },
+];
+
+/// `--wait-for URL`, `{ wait_for = "URL" }`.
+pub fn wait_for_step(c: &Config, v: &str) -> Result<Step, String> {
+    Ok(Step::WaitFor {
+        target: WaitTarget::parse(v)?,
+        timeout: c.wait_timeout,
+    })
+}
+
+/// `--prestart "CMD ARGS"`, `{ run = "CMD ARGS" }`.
+pub fn run_step(c: &Config, v: &str) -> Result<Step, String> {
+    Ok(Step::Run {
+        argv: split_command(v)?,
+        timeout: c.prestart_timeout,
+    })
+}
+
+/// `--prestart-dir DIR`, `{ dir = "DIR" }`.
+pub fn dir_step(c: &Config, v: &str) -> Result<Step, String> {
+    if v.trim().is_empty() {
+        return Err("the directory is empty".into());
+    }
+    Ok(Step::Dir {
+        path: PathBuf::from(v),
+        timeout: c.prestart_timeout,
+    })
+}
+
+impl Setting {
+    /// The help line with the default and the variable, as `--help` shows
+    /// it.
+    pub fn help_line(&self) -> String {
+        let mut h = self.help.to_string();
+        if let (Some(sep), Some(_)) = (self.separator(), self.env) {
+            let _ = write!(h, ", `{sep}`-separated in the variable");
+        }
+        match self.default {
+            Default::Value(v) | Default::Described(v) => {
+                let _ = write!(h, " [default: {v}]");
+            }
+            Default::None => {}
+        }
+        if let Some(env) = self.env {
+            let _ = write!(h, " [env: {env}]");
+        }
+        h
+    }
+
+    /// What splits the environment variable into several values.
+    pub fn separator(&self) -> Option<char> {
+        match self.kind {
+            Kind::List { sep, .. } => Some(sep),
+            Kind::Step { sep, .. } => sep,
+            _ => None,
+        }
+    }
+}
+
+/// The environment variables of the settings.
+pub fn env_names() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().filter_map(|s| s.env)
+}
+
+/// The keys the TOML file may hold.
+pub fn toml_keys() -> impl Iterator<Item = &'static str> {
+    SETTINGS.iter().filter(|s| s.toml).map(|s| s.key)
+}
+
+/// `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The text under the options in `--help`: which settings have no
+/// variable or no key (from the table), the precedence, the exit codes.
+pub fn after_help() -> String {
+    let shown = || SETTINGS.iter().filter(|s| !s.hidden);
+    let options = |keep: fn(&Setting) -> bool| -> Vec<String> {
+        shown()
+            .filter(|s| keep(s))
+            .filter_map(|s| s.option)
+            .map(|o| format!("--{o}"))
+            .collect()
+    };
+    let no_toml = options(|s| !s.toml);
+    let no_env = options(|s| s.env.is_none());
+    let file_only: Vec<String> = SETTINGS
+        .iter()
+        .filter(|s| s.toml && s.option.is_none() && s.env.is_none())
+        .map(|s| format!("`{}`", s.key))
+        .collect();
+    format!(
+        "Every option except {} is also a key of the TOML file, named with underscores \
+         (graceful_timeout = \"10s\"); the file also takes {}. {} no environment variable. \
+         Precedence: command line > environment > file > default; an empty variable counts as \
+         unset. Exit codes: plain mode the child's own (128+N if killed by signal N); worker \
+         mode 0 after a clean shutdown; 126 not executable; 127 not found; 2 usage or \
+         configuration error; a failed pre-start step its own code, or 1; 1 any other failure \
+         of the init (a crash loop).",
+        and_list(&no_toml),
+        and_list(&file_only),
+        match no_env.len() {
+            1 => format!("{} has", no_env[0]),
+            _ => format!("{} have", and_list(&no_env)),
+        }
+    )
+}
+
+/// The reference section of docs/configuration.md: every setting with
+/// its option, variable, TOML key, default, help and reason.
+pub fn reference() -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "| option | environment variable | TOML key | default | what it does, and why this default |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|");
+    let cell = |t: &str| t.replace('|', "\\|");
+    for s in SETTINGS {
+        let option = match (s.option, &s.kind) {
+            (Some(o), Kind::Switch(_)) => format!("`--{o}`"),
+            (Some(o), _) => format!("`--{o} {}`", s.value),
+            (None, Kind::Command) => format!("`{}...` (after the options)", s.value),
+            (None, _) => "none".into(),
+        };
+        let env = match (s.env, s.env_fallback) {
+            (Some(e), Some(f)) => format!("`{e}`, then `{f}`"),
+            (Some(e), None) => format!("`{e}`"),
+            (None, _) => "none".into(),
+        };
+        let key = if s.toml {
+            format!("`{}`", s.key)
+        } else {
+            "none".into()
+        };
+        let default = match s.default {
+            Default::None if matches!(s.kind, Kind::Switch(_)) => "off".into(),
+            Default::None => "none".into(),
+            Default::Value(v) => format!("`{v}`"),
+            Default::Described(d) => d.to_string(),
+        };
+        let mut what = s.help.to_string();
+        if let Some(sep) = s.separator() {
+            let _ = write!(what, ", `{sep}`-separated in the variable");
+        }
+        if s.hidden {
+            what.push_str(" (hidden from `--help`)");
+        }
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {}. {} |",
+            cell(&option),
+            env,
+            key,
+            cell(&default),
+            cell(what.trim_end_matches('.')),
+            cell(s.why)
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names follow one rule: `--a-b`, `CINIT_A_B`, `a_b`.
+    #[test]
+    fn names_follow_the_key() {
+        for s in SETTINGS {
+            if let Some(o) = s.option {
+                assert_eq!(o.replace('-', "_"), s.key, "{}", s.key);
+            }
+            if let Some(e) = s.env {
+                assert_eq!(e, format!("CINIT_{}", s.key.to_ascii_uppercase()));
+            }
+            assert!(!s.help.is_empty() && !s.why.is_empty(), "{}", s.key);
+            let takes_value = !matches!(s.kind, Kind::Switch(_) | Kind::StepList);
+            assert_eq!(takes_value, !s.value.is_empty(), "{}", s.key);
+        }
+        let mut keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), SETTINGS.len(), "a key is declared twice");
+    }
+
+    /// Every default the table shows parses with the setting's own parser.
+    #[test]
+    fn every_default_parses() {
+        for s in SETTINGS {
+            if let Default::Value(v) = s.default {
+                let mut c = Config::default();
+                let result = match s.kind {
+                    Kind::Scalar(apply) | Kind::Switch(apply) => apply(&mut c, v),
+                    _ => panic!("{}: only scalars have a parsed default", s.key),
+                };
+                assert_eq!(result, Ok(()), "{}", s.key);
+            }
+        }
+    }
+
+    #[test]
+    fn after_help_names_what_has_no_variable_or_key() {
+        let t = after_help();
+        assert!(
+            t.starts_with(
+                "Every option except --config, --dry-run, --json and --probe is also a key"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.contains("the file also takes `steps` and `command`."),
+            "{t}"
+        );
+        assert!(t.contains("--probe has no environment variable"), "{t}");
+    }
+}
