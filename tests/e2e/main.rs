@@ -15,4 +15,5 @@ mod prestart_e2e;
 mod prestart_probe;
 mod resources_fixtures;
 mod resources_live;
+mod skips;
 mod workers;

@@ -91,7 +91,11 @@ fn start_init(args: &[&str]) -> (Running, KillOnPanic) {
     let r = if can_unshare() {
         Running::pid1(args)
     } else {
-        eprintln!("NOTE: unshare --pid is not available; running the init as a plain child");
+        // The test still runs, without the PID-1 part: counted as a skip.
+        skip(
+            Need::Pid1,
+            "`unshare --pid` is not available: ran the init as a plain child, not as PID 1",
+        );
         Running::plain(args)
     };
     let guard = KillOnPanic {
@@ -1106,9 +1110,10 @@ fn the_compose_example_is_valid_and_its_migration_runs_twice() {
     }
 
     match Command::new("docker-compose").arg("version").output() {
-        Err(_) => {
-            eprintln!("SKIPPED: docker-compose is not installed; `config -q` not checked");
-        }
+        Err(_) => skip(
+            Need::Compose,
+            "docker-compose is not installed: `config -q` of examples/compose not checked",
+        ),
         Ok(_) => {
             let o = Command::new("docker-compose")
                 .args(["-f", "examples/compose/docker-compose.yml", "config", "-q"])
