@@ -8,6 +8,7 @@ mod common;
 mod cli;
 mod demo_worker;
 mod docker;
+mod docs_examples;
 mod examples;
 mod fastapi;
 mod pid1;
