@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
