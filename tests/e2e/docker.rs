@@ -178,13 +178,23 @@ fn docker_ok(args: &[&str]) -> String {
 }
 
 /// Held around `docker build` and `docker rmi`: the images of the tests
-/// share their cached layers, and removing one image deletes the untagged
-/// parents that a build running at the same moment is about to reuse.
-static IMAGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn image_lock() -> std::sync::MutexGuard<'static, ()> {
-    // A test that failed while holding it poisons nothing that matters.
-    IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// share their cached layers (identical contexts even build the same image
+/// id), and removing one image deletes the untagged parents that a build
+/// running at the same moment is about to reuse ("failed to get digest").
+/// The tests run in processes of their own (nextest, .ci/each-test), and
+/// other checkouts on this machine share the daemon, so the lock is an
+/// flock on one file in the temp directory, not a mutex of this process.
+/// It is released when the guard (its open file) is dropped.
+fn image_lock() -> nix::fcntl::Flock<std::fs::File> {
+    let path = std::env::temp_dir().join("cinit-test-docker-images.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", path.display()))
 }
 
 /// A `FROM scratch` image with `/init` and `/cinit-demo`; removed on drop.

@@ -963,10 +963,12 @@ fn dry_run_lists_the_steps_in_order_and_runs_none() {
 #[test]
 fn the_toml_example_of_the_docs_is_valid() {
     let doc = std::fs::read_to_string(format!("{ROOT}/docs/prestart.md")).unwrap();
+    // The block's info string may go on (```toml test file=cinit.toml).
     let toml = doc
-        .split("```toml\n")
+        .split("```toml")
         .nth(1)
-        .and_then(|rest| rest.split("```").next())
+        .and_then(|rest| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split("```").next())
         .expect("a ```toml block in docs/prestart.md");
     let dir = TempDir::new("pre-doc");
     let config = dir.path("cinit.toml");

@@ -3,7 +3,8 @@
 //! binary again, in a child process, on a machine made to lack the service
 //! (a Docker host that does not exist, a PATH without `unshare`), and checks
 //! that it fails where the service is required and is recorded, and counted
-//! by `.ci/skipped`, where it is not.
+//! by `.ci/skipped`, where it is not. The last two run `.ci/each-test`, the
+//! runner `.ci/test` uses without cargo-nextest, on this binary.
 
 use crate::common::*;
 use std::process::{Command, Output};
@@ -135,4 +136,64 @@ fn a_missing_unshare_fails_a_pid1_test_under_require_all_and_is_counted_otherwis
         recs[0].starts_with(&format!("pid1\t{PID1_TEST}\t")),
         "{recs:?}"
     );
+}
+
+// ------------------------------------------- .ci/each-test (no nextest)
+
+/// `.ci/each-test` (what `.ci/test` runs without cargo-nextest) on this
+/// binary, with `filters`.
+fn each_test(filters: &[&str], env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut cmd = Command::new("bash");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CINIT_REQUIRE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/each-test"))
+        .args(filters)
+        .env("TEST_BINARIES", exe)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run .ci/each-test")
+}
+
+#[test]
+fn each_test_runs_every_test_in_a_process_of_its_own() {
+    let o = each_test(
+        &[
+            "docs_examples::line_patterns",
+            "docs_examples::output_patterns",
+        ],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        out.contains("running 2 tests, each in its own process"),
+        "{out}"
+    );
+    assert_eq!(out.matches("\nPASS [").count(), 2, "{out}");
+    assert_eq!(out.lines().last(), Some("2 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn each_test_fails_and_shows_the_output_of_a_failed_test() {
+    let skips = TempDir::new("skips");
+    let o = each_test(
+        &[DOCKER_TEST],
+        &[
+            NO_DAEMON,
+            ("CINIT_REQUIRE_DOCKER", "1"),
+            ("CINIT_TEST_SKIPS", &skips.0.to_string_lossy()),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(out.contains("FAIL ["), "{out}");
+    assert!(
+        out.contains("this run requires it (CINIT_REQUIRE_DOCKER=1)"),
+        "the failed test's output: {out}"
+    );
+    assert_eq!(out.lines().last(), Some("0 passed, 1 failed"), "{out}");
 }
