@@ -1,10 +1,17 @@
-//! The init's one error type and the one place that maps errors to exit
-//! codes (SPEC section 8). Every message reads "failed to <verb> <object>"
-//! or names the bad setting; nothing panics on bad input.
+//! The init's one error type, gathering each edge module's own errors, and
+//! the one place that maps errors to exit codes (the README's table).
+//! Every message reads "failed to <verb> <object>" or names the bad
+//! setting; nothing panics on bad input.
+//!
+//! Failures that happen while children run (a crash loop, a failed
+//! pre-start step) are the supervisor's decisions: they are reported as
+//! events and end the run with an exit code, not as an `Error`.
 
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::listeners::BindError;
+use crate::process::SpawnError;
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -13,20 +20,10 @@ pub enum Error {
     Usage(clap::Error),
     #[error("{0}")]
     Config(#[from] ConfigError),
-    /// The command could not be found (exit 127).
-    #[error("failed to run `{program}`: {reason}")]
-    NotFound { program: String, reason: String },
-    /// The command exists but cannot be executed (exit 126).
-    #[error("failed to run `{program}`: {reason}")]
-    NotExecutable { program: String, reason: String },
-    /// A pre-start step failed; `code` is the step's own exit code when it
-    /// had one.
-    #[error("pre-start step {step} failed: {reason}")]
-    Prestart {
-        step: String,
-        reason: String,
-        code: Option<i32>,
-    },
+    #[error("{0}")]
+    Spawn(#[from] SpawnError),
+    #[error("{0}")]
+    Bind(#[from] BindError),
     /// Any other failure of the init itself (exit 1).
     #[error("{0}")]
     Failed(String),
@@ -58,17 +55,12 @@ impl Error {
     }
 }
 
-/// The exit code for an error (SPEC section 8).
+/// The exit code for an error.
 pub fn exit_code(e: &Error) -> i32 {
     match e {
         Error::Usage(e) => e.exit_code(),
         Error::Config(_) => 2,
-        Error::NotFound { .. } => 127,
-        Error::NotExecutable { .. } => 126,
-        Error::Prestart { code, .. } => match code {
-            Some(c) if *c != 0 => *c,
-            _ => 1,
-        },
-        Error::Failed(_) | Error::Io { .. } => 1,
+        Error::Spawn(e) => e.exit_code(),
+        Error::Bind(_) | Error::Failed(_) | Error::Io { .. } => 1,
     }
 }

@@ -1,29 +1,35 @@
 //! cinit: a container-aware process manager that runs as PID 1.
 //!
-//! Data flows one way, and each step has its own module:
+//! Data flows one way, and each step has its own module (the map and the
+//! rules are in docs/architecture.md, checked by tests/e2e/architecture.rs):
 //!
+//! * `vocab` holds the words every module shares (signals, durations,
+//!   sizes, addresses, policies) and imports nothing from the crate;
 //! * `cli` reads the words, `config` merges them with the environment and
 //!   the TOML file into typed settings (nothing runs before all are valid);
 //! * `resources` reads what the kernel grants (cgroup v1/v2, affinity) and
 //!   `sizing` turns it into a worker count;
 //! * `plan` is the one value that `--dry-run` prints and the real run
 //!   executes, so the two cannot disagree;
-//! * `supervisor` runs it: pre-start steps, then the children, on a
-//!   current-thread event loop fed by `signals` (signalfd) and `reaper`
-//!   (the only caller of `waitpid`);
+//! * `supervisor` runs it: a sans-IO state machine decides, a thin shell
+//!   on a current-thread event loop performs, fed by `signals` (signalfd)
+//!   and `reaper` (the only caller of `waitpid`);
 //! * `process` forks and execs (`process::sys` is the one unsafe module),
-//!   `listeners` binds the shared sockets.
+//!   `listeners` binds the shared sockets, `log` writes without blocking.
 //!
-//! `run` maps every error to the exit codes of SPEC section 8 in one place.
+//! `run` maps every error to the exit codes of the README's table in one
+//! place (`error`).
 
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod listeners;
 pub mod log;
+pub mod notify;
 pub mod plan;
 pub mod prestart;
 pub mod process;
+pub mod readiness;
 pub mod reaper;
 pub mod resources;
 pub mod signals;
@@ -41,13 +47,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    match try_run(args) {
+    let code = match try_run(args) {
         Ok(code) => code,
         Err(e) => {
             e.report();
             exit_code(&e)
         }
-    }
+    };
+    // Lines still queued for a slow stderr reader get a last, bounded
+    // chance; the exit never waits on the reader for long.
+    log::flush_before_exit(std::time::Duration::from_millis(250));
+    code
 }
 
 fn try_run<I, T>(args: I) -> Result<i32, Error>
@@ -59,7 +69,13 @@ where
     let config = config::resolve(&cli, &matches, &config::ProcessEnv)?;
     log::init(config.log_format);
     if let Some(url) = &config.probe {
-        return supervisor::probe(url);
+        let target = vocab::WaitTarget::parse(url).map_err(|message| {
+            Error::Config(config::ConfigError::Value {
+                origin: "--probe".into(),
+                message,
+            })
+        })?;
+        return supervisor::probe(&target);
     }
     let plan = plan::Plan::build(&config)?;
     if config.dry_run {

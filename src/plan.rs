@@ -64,6 +64,8 @@ pub enum Mode {
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerPlan {
     pub count: u32,
+    /// The most workers TTIN scales to.
+    pub max: u32,
     /// Where the count came from: "plain mode", "--workers", "environment
     /// variable WEB_CONCURRENCY", "auto", ...
     pub source: String,
@@ -177,6 +179,7 @@ impl Plan {
                 Mode::Plain,
                 WorkerPlan {
                     count: 1,
+                    max: 1,
                     source: "plain mode (no --workers)".into(),
                     sizing: None,
                 },
@@ -186,6 +189,7 @@ impl Plan {
                 Mode::Workers,
                 WorkerPlan {
                     count: n,
+                    max: config.max_workers.max(n),
                     source: config
                         .workers_origin
                         .clone()
@@ -200,6 +204,7 @@ impl Plan {
                     Mode::Workers,
                     WorkerPlan {
                         count: s.count,
+                        max: config.max_workers.max(s.count),
                         source: format!(
                             "auto ({})",
                             config
@@ -226,7 +231,7 @@ impl Plan {
                 Ok(ListenPlan {
                     name: address.fd_name(),
                     address,
-                    fd: crate::listeners::FIRST_FD + i as i32,
+                    fd: crate::process::FIRST_FD + i as i32,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -504,20 +509,4 @@ impl Plan {
     }
 }
 
-/// Words joined for display, quoted where a shell would need it.
-pub(crate) fn shell_join(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub(crate) use crate::vocab::shell_join;

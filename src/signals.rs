@@ -7,6 +7,11 @@
 //! The fault signals (SEGV, BUS, ...) stay unblocked: they concern the init
 //! itself. Children unblock everything between fork and exec
 //! (`process::sys`).
+//!
+//! A signal the init caused itself is dropped here: a write to a closed
+//! stderr pipe raises SIGPIPE "sent" by the writer, and forwarding it
+//! would kill every healthy worker. The init never signals itself on
+//! purpose, so the sender's pid is enough to tell.
 
 use std::io;
 
@@ -26,6 +31,7 @@ pub struct Received {
 
 pub struct Signals {
     fd: AsyncFd<SignalFd>,
+    own_pid: i32,
 }
 
 fn catchable_set() -> SigSet {
@@ -41,6 +47,7 @@ impl Signals {
         let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Signals {
             fd: crate::process::sys::async_fd(sfd)?,
+            own_pid: crate::process::sys::own_pid(),
         })
     }
 
@@ -50,11 +57,12 @@ impl Signals {
             let mut guard = self.fd.readable_mut().await?;
             match guard.get_inner_mut().read_signal() {
                 Ok(Some(info)) => {
+                    let from = info.ssi_pid as i32;
+                    if from == self.own_pid {
+                        continue;
+                    }
                     if let Some(signal) = Signal::from_raw(info.ssi_signo as i32) {
-                        return Ok(Received {
-                            signal,
-                            from: info.ssi_pid as i32,
-                        });
+                        return Ok(Received { signal, from });
                     }
                 }
                 Ok(None) => guard.clear_ready(),

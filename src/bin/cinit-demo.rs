@@ -7,6 +7,15 @@
 //! done, 1 a runtime failure, 2 usage (or no usable socket for `serve`);
 //! `exit CODE` exits CODE.
 
+/// `eprintln!` that never panics: a closed or full stderr (a reader that
+/// went away, `2>/dev/full`) must not kill the demo worker.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 // The crate root resolves modules beside itself, in src/bin/; ours live in
 // src/bin/cinit-demo/ so that Cargo does not take them for binaries.
 #[path = "cinit-demo/helpers.rs"]

@@ -89,7 +89,7 @@ pub async fn wait_for(
         let error: &str = last_error.insert(error);
 
         let now = Instant::now();
-        if last_report.map_or(true, |at| now.duration_since(at) >= REPORT_EVERY) {
+        if last_report.is_none_or(|at| now.duration_since(at) >= REPORT_EVERY) {
             last_report = Some(now);
             progress(&Progress {
                 attempt,

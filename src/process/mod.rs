@@ -1,9 +1,12 @@
 //! Starting children: the program resolved on PATH, the environment built
 //! (worker slot, socket-activation variables), then `sys` forks and execs.
 //!
-//! Children start with default signal dispositions, an empty signal mask
-//! and no fd of the init except stdio and the `--listen` sockets. Nobody
-//! here waits for a child: `reaper` is the only caller of `waitpid`.
+//! This module owns the socket-activation protocol (`LISTEN_FDS`,
+//! `LISTEN_PID`, `LISTEN_FDNAMES`, sockets at fds 3, 4, ...). Children
+//! start with default signal dispositions, an empty signal mask and no fd
+//! of the init except stdio and the `--listen` sockets. Nobody here waits
+//! for a child: `reaper` is the only caller of `waitpid`, also for a child
+//! whose exec failed.
 
 pub mod sys;
 
@@ -12,8 +15,11 @@ use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 
 use nix::unistd::Pid;
+use thiserror::Error;
 
-use crate::error::Error;
+/// The first fd a child receives a socket at (systemd's
+/// SD_LISTEN_FDS_START).
+pub const FIRST_FD: RawFd = 3;
 
 /// What to start.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +37,48 @@ pub struct Spec {
     pub foreground: bool,
 }
 
+/// Why a child did not start. `exit_code` maps each to the code the init
+/// reports when it gives up: 127 not found, 126 not executable, 1 else.
+#[derive(Debug, Error)]
+pub enum SpawnError {
+    #[error("failed to run `{program}`: {reason}")]
+    NotFound { program: String, reason: String },
+    #[error("failed to run `{program}`: {reason}")]
+    NotExecutable { program: String, reason: String },
+    /// No process could be made (EAGAIN under a pids limit, ENOMEM): a
+    /// resource shortage of the moment, not a fault of the command.
+    #[error("failed to fork for `{program}`: {}", errno_text(source))]
+    Fork {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start `{program}`: {reason}")]
+    Other { program: String, reason: String },
+}
+
+impl SpawnError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SpawnError::NotFound { .. } => 127,
+            SpawnError::NotExecutable { .. } => 126,
+            SpawnError::Fork { .. } | SpawnError::Other { .. } => 1,
+        }
+    }
+}
+
+/// `EAGAIN (Resource temporarily unavailable)`: the errno's name, which
+/// is what one searches for, and its text.
+fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let errno = nix::errno::Errno::from_raw(n);
+            format!("{errno:?} ({})", errno.desc())
+        }
+        None => e.to_string(),
+    }
+}
+
 /// Variables the init must not pass on unchanged: they describe the init's
 /// own inherited sockets, not the child's.
 const SOCKET_VARS: [&str; 4] = [
@@ -40,9 +88,8 @@ const SOCKET_VARS: [&str; 4] = [
     "LISTEN_FDS_START",
 ];
 
-/// Starts `spec`; errors map to exit codes 127 (not found) and 126 (not
-/// executable).
-pub fn spawn(spec: &Spec) -> Result<Pid, Error> {
+/// Starts `spec`.
+pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
     let program = spec
         .argv
         .first()
@@ -51,12 +98,9 @@ pub fn spawn(spec: &Spec) -> Result<Pid, Error> {
     let shown = program.to_string_lossy().into_owned();
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
         .filter(|(k, _)| {
-            let k = k.to_string_lossy();
-            !SOCKET_VARS.contains(&k.as_ref())
-                && !spec
-                    .env
-                    .iter()
-                    .any(|(ek, _)| ek.as_os_str() == k.as_ref() as &str)
+            let k = k.as_bytes();
+            !SOCKET_VARS.iter().any(|v| v.as_bytes() == k)
+                && !spec.env.iter().any(|(ek, _)| ek.as_bytes() == k)
         })
         .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
         .collect();
@@ -78,7 +122,7 @@ pub fn spawn(spec: &Spec) -> Result<Pid, Error> {
         .find(|(k, _)| k == b"PATH")
         .map(|(_, v)| OsStr::from_bytes(v).to_os_string());
     let path =
-        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, e))?;
+        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
     let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
     let fds: Vec<RawFd> = spec.fds.iter().map(|(fd, _)| *fd).collect();
     let mut prepared = sys::Prepared::new(
@@ -89,27 +133,86 @@ pub fn spawn(spec: &Spec) -> Result<Pid, Error> {
         spec.new_pgroup,
         spec.foreground,
     )
-    .map_err(|e| Error::Failed(format!("failed to start `{shown}`: {e}")))?;
-    prepared.spawn().map_err(|e| exec_error(&shown, e))
+    .map_err(|e| SpawnError::Other {
+        program: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    prepared.spawn().map_err(|e| match e {
+        sys::SpawnFailure::Fork(source) => SpawnError::Fork {
+            program: shown.clone(),
+            source,
+        },
+        sys::SpawnFailure::Exec(_, e) => exec_error(&shown, Some(&path), e),
+    })
 }
 
-fn exec_error(program: &str, e: std::io::Error) -> Error {
+fn exec_error(program: &str, path: Option<&std::path::Path>, e: std::io::Error) -> SpawnError {
     let program = program.to_string();
     match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Error::NotFound {
-            reason: if program.contains('/') {
-                "no such file".into()
-            } else {
-                "not found in PATH".into()
-            },
-            program,
-        },
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+            // execve says ENOENT also when the file exists but the
+            // interpreter its `#!` line names does not.
+            if let Some(interp) = path.and_then(missing_interpreter) {
+                return SpawnError::NotFound {
+                    program,
+                    reason: format!("its #! interpreter `{interp}` was not found"),
+                };
+            }
+            SpawnError::NotFound {
+                reason: if program.contains('/') {
+                    "no such file".into()
+                } else {
+                    "not found in PATH".into()
+                },
+                program,
+            }
+        }
         Some(libc::EACCES) | Some(libc::ENOEXEC) | Some(libc::EISDIR) | Some(libc::EPERM) => {
-            Error::NotExecutable {
+            SpawnError::NotExecutable {
                 program,
                 reason: format!("not executable ({e})"),
             }
         }
-        _ => Error::Failed(format!("failed to start `{program}`: {e}")),
+        _ => SpawnError::Other {
+            program,
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// The interpreter of a script whose `#!` line names a file that does not
+/// exist; `None` when the file is no script or its interpreter exists.
+fn missing_interpreter(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next()?;
+    let interp = line
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| !w.is_empty())?;
+    let interp = OsStr::from_bytes(interp);
+    (!std::path::Path::new(interp).exists()).then(|| interp.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_interpreter_is_named() {
+        let dir = std::env::temp_dir().join(format!("cinit-interp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("bad");
+        std::fs::write(&script, "#!/nonexistent/interp -x\necho hi\n").unwrap();
+        assert_eq!(
+            missing_interpreter(&script).as_deref(),
+            Some("/nonexistent/interp")
+        );
+        std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+        assert_eq!(missing_interpreter(&script), None);
+        std::fs::write(&script, "\x7fELF").unwrap();
+        assert_eq!(missing_interpreter(&script), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,9 @@
 //! calls only async-signal-safe functions: `setpgid`, `tcsetpgrp`,
 //! `sigaction`, `dup2`, `getpid`, `sigprocmask`, `execve`, `write`,
 //! `_exit`. An exec failure travels back to the parent through a
-//! close-on-exec pipe as the `errno` value.
+//! close-on-exec pipe as the `errno` value; the failed child is then left
+//! to the reaper like any other (`waitpid` is called only by `wait_any`,
+//! which only `reaper` uses).
 #![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
@@ -15,6 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::ptr;
+use std::time::Duration;
 
 use nix::unistd::Pid;
 
@@ -101,10 +104,17 @@ impl Prepared {
         })
     }
 
-    /// Forks and execs. `Ok(pid)` once the exec succeeded; `Err(errno)`
-    /// when it failed (the child is then already gone and reaped).
-    pub fn spawn(&mut self) -> Result<Pid, io::Error> {
-        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    /// Forks and execs. `Ok(pid)` once the exec succeeded;
+    /// `Err(Spawn::Fork(e))` when no child could be made (EAGAIN under a
+    /// pids limit), `Err(Spawn::Exec(pid, e))` when the child could not
+    /// exec (it has `_exit`ed; the reaper collects it).
+    pub fn spawn(&mut self) -> Result<Pid, SpawnFailure> {
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SpawnFailure::Fork(e.into()))?;
+        // Above every fd the child `dup2`s a socket onto (3 ..
+        // 3 + sockets), so no listener can replace the error pipe.
+        let wr = move_fd_high(wr, super::FIRST_FD + self.fds.len() as RawFd)
+            .map_err(SpawnFailure::Fork)?;
         // Raw pointers are taken before the fork so the child touches no
         // allocator: it only writes into memory that already exists.
         let listen_pid_buf = self
@@ -117,7 +127,7 @@ impl Prepared {
         // take a lock.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(SpawnFailure::Fork(io::Error::last_os_error()));
         }
         if pid == 0 {
             // SAFETY: async-signal-safe calls only (see the module doc).
@@ -136,14 +146,16 @@ impl Prepared {
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
+                // The child exists; whether it exec'd is unknown. Treat it
+                // as started: if it failed, it exits 127 and is reaped.
+                Err(_) => break,
             }
         }
         if got == errno.len() {
-            // The child failed before exec and has `_exit`ed: collect it now
-            // so its status never reaches the reaper as an unknown pid.
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
-            return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+            return Err(SpawnFailure::Exec(
+                Pid::from_raw(pid),
+                io::Error::from_raw_os_error(i32::from_ne_bytes(errno)),
+            ));
         }
         Ok(Pid::from_raw(pid))
     }
@@ -170,19 +182,19 @@ impl Prepared {
             // call, because libc's wrapper refuses the realtime signals it
             // reserves (32, 33), which glibc's posix_spawn leaves ignored.
             let dfl = KernelSigaction::default();
-            for sig in 1..=64 {
+            for sig in 1..=KERNEL_NSIG {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                     libc::syscall(
                         libc::SYS_rt_sigaction,
                         sig,
                         &dfl as *const KernelSigaction,
                         ptr::null_mut::<KernelSigaction>(),
-                        8usize,
+                        KERNEL_SIGSET_BYTES,
                     );
                 }
             }
             for (i, &fd) in self.fds.iter().enumerate() {
-                if libc::dup2(fd, super::super::listeners::FIRST_FD + i as RawFd) < 0 {
+                if libc::dup2(fd, super::FIRST_FD + i as RawFd) < 0 {
                     fail(err_fd);
                 }
             }
@@ -202,8 +214,12 @@ impl Prepared {
     }
 }
 
-/// The kernel's `struct sigaction` for `rt_sigaction` (the x86_64
-/// layout): all zero is SIG_DFL with no flags and an empty mask.
+/// The kernel's `struct sigaction` for `rt_sigaction` on x86_64 and
+/// aarch64 (the two architectures built and tested): all zero is SIG_DFL
+/// with no flags and an empty mask. Other layouts (mips, alpha, sparc)
+/// differ, so the build refuses them rather than pass the kernel a struct
+/// of the wrong size.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[repr(C)]
 #[derive(Default)]
 struct KernelSigaction {
@@ -211,6 +227,62 @@ struct KernelSigaction {
     flags: u64,
     restorer: usize,
     mask: u64,
+}
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!("KernelSigaction has the x86_64/aarch64 layout: check the kernel's for this target");
+const _: () = assert!(std::mem::size_of::<KernelSigaction>() == 32);
+
+/// The kernel's signal count (`_NSIG`) and its sigset size in bytes on
+/// these architectures: realtime signals included.
+const KERNEL_NSIG: i32 = 64;
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+/// Why a child could not be started.
+#[derive(Debug)]
+pub enum SpawnFailure {
+    /// No child exists: `fork` (or the pipe before it) failed.
+    Fork(io::Error),
+    /// The child exists but its `execve` failed; it exits 127 and the
+    /// reaper collects it.
+    Exec(Pid, io::Error),
+}
+
+/// One child that changed state: its pid and the raw wait status.
+pub struct Waited {
+    pub pid: i32,
+    pub status: i32,
+}
+
+/// `waitpid(-1, WNOHANG | WUNTRACED)` with the raw status, which nix would
+/// turn into an error for a child killed by a realtime signal (after the
+/// kernel has already reaped it). `Ok(None)`: no child has changed state;
+/// `Err(ECHILD)`: no child at all.
+pub fn wait_any() -> io::Result<Option<Waited>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes one int into `status`, which we own.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG | libc::WUNTRACED) };
+    match pid {
+        0 => Ok(None),
+        p if p > 0 => Ok(Some(Waited { pid: p, status })),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// True while the init has any child at all (running or exited but not
+/// collected), without collecting anything.
+pub fn has_children() -> bool {
+    // SAFETY: waitid writes one siginfo_t into `info`, which we own;
+    // WNOWAIT leaves the child's state as it was.
+    let r = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WSTOPPED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
 /// Reports errno to the parent and exits the child.
@@ -274,11 +346,32 @@ pub fn async_fd<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<tokio::io::unix
     }
 }
 
+/// Registers an fd the caller keeps open with the event loop for
+/// writability (the log, while lines wait for a slow reader).
+pub fn async_fd_writable<T: std::os::fd::AsRawFd>(
+    inner: T,
+) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: as for `async_fd`: the fd stays open and unchanged while the
+    // AsyncFd exists (the log's fd lives as long as the process).
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(inner, tokio::io::Interest::WRITABLE)
+            .map_err(io::Error::from)
+    }
+}
+
 /// `kill(2)` with a raw signal number (realtime signals have no nix enum
-/// value); errors such as ESRCH are ignored by design.
+/// value); errors such as ESRCH are ignored by design. A negative `pid`
+/// is a process group.
 pub fn kill_raw(pid: i32, sig: i32) {
     // SAFETY: kill takes plain integers and touches no memory.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// The process's own pid, for telling its own signals apart (a write to
+/// a closed pipe raises SIGPIPE "sent" by the writer itself).
+pub fn own_pid() -> i32 {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { libc::getpid() }
 }
 
 /// `listen(2)` with any backlog (see `listeners::bind`).
@@ -299,10 +392,90 @@ pub fn others_alive() -> bool {
 }
 
 /// Moves `fd` to the lowest free number at or above `min`, close-on-exec.
+/// `F_DUPFD` answers EINVAL when `min` is at or above the open-file
+/// limit: that is reported as the limit being too low.
 pub fn move_fd_high(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
-    let new = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min))?;
-    // SAFETY: fcntl just returned this fd and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    match nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(min)) {
+        // SAFETY: fcntl just returned this fd and nothing else owns it.
+        Ok(new) => Ok(unsafe { OwnedFd::from_raw_fd(new) }),
+        Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::EMFILE) => {
+            let limit = nofile_limit();
+            Err(io::Error::other(format!(
+                "the open-file limit (ulimit -n) is {limit}; the init needs a few more than {min}"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A file description of the init's own for its stderr, non-blocking:
+/// reopening `/proc/self/fd/2` gives a new description of the same pipe,
+/// FIFO or terminal, so `O_NONBLOCK` on it does not reach the children
+/// that share fd 2.
+pub fn reopen_stderr_nonblocking() -> io::Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::open(
+        "/proc/self/fd/2",
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    Ok(fd)
+}
+
+/// One `write(2)` on a raw fd the caller keeps open.
+pub fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: write reads `bytes.len()` bytes from a live slice.
+    let n = unsafe { libc::write(fd, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `send(2)` that neither blocks nor raises SIGPIPE, for a socket fd.
+pub fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: send reads `bytes.len()` bytes from a live slice.
+    let n = unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr() as *const libc::c_void,
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Waits up to `within` for a write on `fd` not to block: true when it
+/// would take bytes, or fail at once (a reader that went away).
+pub fn poll_writable(fd: RawFd, within: Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = within.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll reads and writes one pollfd we own.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0 && p.revents & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// The soft RLIMIT_NOFILE.
+pub fn nofile_limit() -> u64 {
+    // SAFETY: getrlimit writes one struct we own.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur
+        } else {
+            0
+        }
+    }
 }
 
 /// Marks every fd from 3 up close-on-exec, so that whatever the init

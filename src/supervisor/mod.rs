@@ -1,37 +1,44 @@
 //! The event-loop shell: runs a Plan on a current-thread tokio runtime.
 //!
-//! Order of a run: mark inherited fds close-on-exec, become a child
-//! subreaper when not PID 1, block signals into the signalfd, run the
-//! pre-start steps, bind the `--listen` sockets, then hand control to the
-//! `Machine`, performing its actions. The shell waits on two things only:
-//! the signalfd and the machine's next deadline, so an idle init with idle
-//! workers sleeps in epoll without a single wake-up.
+//! The shell decides nothing. It marks inherited fds close-on-exec,
+//! becomes a child subreaper when not PID 1, blocks signals into the
+//! signalfd, then hands everything to the `Machine` (`machine/`): it turns
+//! each OS happening into an `Event` and performs each `Action` the
+//! machine answers with (`events.rs`), logging the machine's typed
+//! `Report`s (`report.rs`).
+//!
+//! The loop waits on the signalfd, the machine's next deadline, a wait-for
+//! probe while one runs, and the log fd while log lines wait for a slow
+//! reader; so an idle init with idle workers sleeps in epoll without a
+//! single wake-up.
 
+mod events;
 mod leftovers;
 pub mod machine;
-mod steps;
+pub mod report;
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use crate::error::{exit_code, Error};
+pub use events::{Action, Event, SlotId, StartFailure, Step, Who};
+use machine::{Machine, ProgramSettings, Settings};
+use report::Report;
+
+use crate::error::Error;
 use crate::listeners::{self, Listener};
-use crate::log;
-use crate::plan::{Mode, Plan};
-use crate::process::{self, sys};
+use crate::plan::{Mode, Plan, StepPlan};
+use crate::process::{self, sys, SpawnError};
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
-use crate::vocab::Signal;
-use machine::{Action, Machine, Settings};
-
-/// How often, as PID 1, the init looks for processes that are not its
-/// children during the last phase of a shutdown (there is no notification
-/// for them), and how long past the graceful timeout it keeps looking.
-const OUTSIDERS_POLL: Duration = Duration::from_millis(50);
-const OUTSIDERS_GRACE: Duration = Duration::from_secs(2);
+use crate::vocab::{Signal, WaitTarget};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -42,18 +49,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 }
 
 /// `--probe URL`: one attempt, exit 0 when it answers, 1 when not.
-pub fn probe(url: &str) -> Result<i32, Error> {
-    let target = crate::vocab::WaitTarget::parse(url).map_err(|m| {
-        Error::Config(crate::config::ConfigError::Value {
-            origin: "--probe".into(),
-            message: m,
-        })
-    })?;
+pub fn probe(target: &WaitTarget) -> Result<i32, Error> {
     let rt = runtime()?;
-    match rt.block_on(crate::prestart::probe(&target, Duration::from_secs(5))) {
+    match rt.block_on(crate::prestart::probe(target, Duration::from_secs(5))) {
         Ok(()) => Ok(0),
         Err(e) => {
-            log::error(&format!("probe {target} failed: {e}"));
+            crate::log::error(&format!("probe {target} failed: {e}"));
             Ok(1)
         }
     }
@@ -61,76 +62,328 @@ pub fn probe(url: &str) -> Result<i32, Error> {
 
 pub fn run(plan: Plan) -> Result<i32, Error> {
     sys::cloexec_inherited_fds();
-    let pid1 = nix::unistd::getpid().as_raw() == 1;
+    let pid1 = sys::own_pid() == 1;
     if !pid1 {
         if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-            log::warn(&format!(
+            crate::log::warn(&format!(
                 "failed to become a child subreaper ({e}): orphans of the command will not be reaped here"
             ));
         }
     }
     let rt = runtime()?;
-    rt.block_on(run_async(plan, pid1))
+    rt.block_on(async {
+        let signals = Signals::install().map_err(|e| Error::io("set up signal handling", e))?;
+        let mut shell = Shell {
+            foreground: plan.mode == Mode::Plain
+                && nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
+            terminal_step: None,
+            plan: &plan,
+            pid1,
+            sockets: Vec::new(),
+        };
+        shell.supervise(signals).await
+    })
 }
 
-async fn run_async(plan: Plan, pid1: bool) -> Result<i32, Error> {
-    let mut signals = Signals::install().map_err(|e| Error::io("set up signal handling", e))?;
-    match steps::run_all(&plan, &mut signals).await? {
-        steps::Outcome::Done => {}
-        steps::Outcome::Interrupted(sig) => return Ok(128 + sig.raw()),
-    }
-    let addrs: Vec<_> = plan.listen.iter().map(|l| l.address.clone()).collect();
-    let sockets = listeners::bind_all(&addrs, plan.backlog)?;
-    for (i, l) in sockets.iter().enumerate() {
-        log::event(
-            "info",
-            "listening",
-            &format!(
-                "listening on {} (fd {} in workers)",
-                l.local,
-                listeners::FIRST_FD + i as i32
-            ),
-            &[("address", l.local.clone().into())],
-        );
-    }
-    let shell = Shell {
-        plan: &plan,
-        sockets: &sockets,
-        foreground: plan.mode == Mode::Plain
-            && nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
+/// The settings the machine runs with, from the plan.
+pub fn settings(plan: &Plan, pid1: bool) -> Settings {
+    let plain = plan.mode == Mode::Plain;
+    let r = &plan.restart;
+    let sd = &plan.shutdown;
+    Settings {
+        plain,
         pid1,
-    };
-    shell.supervise(&mut signals).await
+        shutdown_delay: sd.delay,
+        graceful_timeout: sd.graceful_timeout,
+        stop_signal: sd.stop_signal,
+        signal_map: plan.signals.map.clone(),
+        steps: plan.steps.iter().map(step).collect(),
+        programs: vec![ProgramSettings {
+            name: Arc::from(""),
+            count: plan.workers.count,
+            max_count: plan
+                .workers
+                .max
+                .max(plan.workers.count)
+                .min(crate::vocab::MAX_WORKERS_LIMIT),
+            policy: r.policy,
+            min_uptime: r.min_uptime,
+            backoff_initial: r.backoff_initial,
+            backoff_max: r.backoff_max,
+            crash_loop: r.crash_loop,
+            stop_signal: sd.stop_signal.unwrap_or(Signal::TERM),
+            graceful_timeout: sd.graceful_timeout,
+        }],
+        scale_program: 0,
+    }
+}
+
+fn step(s: &StepPlan) -> Step {
+    match s {
+        StepPlan::WaitFor { url, timeout } => Step::Wait {
+            // Checked when the configuration was read; a URL that no
+            // longer parses cannot come from a valid plan.
+            target: WaitTarget::parse(url).unwrap_or(WaitTarget::File(PathBuf::from(url))),
+            timeout: *timeout,
+        },
+        StepPlan::Run { argv, timeout } => Step::Run {
+            argv: argv.iter().map(OsString::from).collect(),
+            timeout: *timeout,
+        },
+        StepPlan::Dir { path, timeout } => Step::Dir {
+            path: path.clone(),
+            timeout: *timeout,
+        },
+    }
 }
 
 struct Shell<'a> {
     plan: &'a Plan,
-    sockets: &'a [Listener],
-    foreground: bool,
     pid1: bool,
+    /// Plain mode on a terminal: the child becomes its foreground group.
+    foreground: bool,
+    /// The pre-start command that was given the terminal: it goes back to
+    /// the init's own group when that command ends.
+    terminal_step: Option<Pid>,
+    sockets: Vec<Listener>,
 }
 
+/// The log's fd, watched for writability while lines wait.
+struct LogFd(RawFd);
+
+impl AsRawFd for LogFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+type WaitFuture = Pin<Box<dyn Future<Output = Result<Duration, String>>>>;
+
 impl Shell<'_> {
-    fn settings(&self) -> Settings {
-        let p = self.plan;
-        Settings {
-            mode: p.mode,
-            policy: p.restart.policy,
-            min_uptime: p.restart.min_uptime,
-            backoff_initial: p.restart.backoff_initial,
-            backoff_max: p.restart.backoff_max,
-            crash_loop: p.restart.crash_loop,
-            stop_signal: p.shutdown.stop_signal,
-            graceful_timeout: p.shutdown.graceful_timeout,
-            shutdown_delay: p.shutdown.delay,
-            signal_map: p.signals.map.clone(),
+    async fn supervise(&mut self, mut signals: Signals) -> Result<i32, Error> {
+        let mut machine = Machine::new(settings(self.plan, self.pid1));
+        let mut queue: VecDeque<Action> = machine.start().into();
+        let mut wait: Option<WaitFuture> = None;
+        let mut log_fd: Option<tokio::io::unix::AsyncFd<LogFd>> = None;
+        loop {
+            while let Some(action) = queue.pop_front() {
+                if let Action::Exit(code) = action {
+                    return Ok(code);
+                }
+                if let Some(event) = self.perform(action, &mut wait)? {
+                    queue.extend(machine.on_event(event, Instant::now()));
+                }
+            }
+            // The last phase: once no child is left, the machine decides
+            // (as PID 1, other processes may remain: `docker exec`).
+            let now = Instant::now();
+            if machine.awaiting_no_children(now) && !reaper::has_children() {
+                let others_alive = self.pid1 && sys::others_alive();
+                queue.extend(machine.on_event(Event::NoChildren { others_alive }, now));
+                continue;
+            }
+            let backlog = crate::log::backlog_fd();
+            if let Some(fd) = backlog {
+                if log_fd.as_ref().is_none_or(|l| l.get_ref().0 != fd) {
+                    log_fd = sys::async_fd_writable(LogFd(fd)).ok();
+                }
+            }
+            let deadline = machine.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let waiting = async {
+                match wait.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let log_writable = async {
+                match (&log_fd, backlog) {
+                    (Some(l), Some(_)) => match l.writable().await {
+                        Ok(mut guard) => {
+                            if crate::log::drain() {
+                                guard.clear_ready();
+                            }
+                        }
+                        Err(_) => std::future::pending().await,
+                    },
+                    _ => std::future::pending().await,
+                }
+            };
+            let events: Vec<Event> = tokio::select! {
+                received = signals.next() => {
+                    let received = received.map_err(|e| Error::io("read signals", e))?;
+                    if received.signal == Signal::CHLD {
+                        reaper::reap()
+                            .into_iter()
+                            .map(|(pid, status)| self.reaped(pid, status))
+                            .collect()
+                    } else {
+                        vec![Event::Signal(received.signal)]
+                    }
+                }
+                _ = sleep => vec![Event::Tick],
+                result = waiting => {
+                    wait = None;
+                    vec![Event::WaitDone(result)]
+                }
+                () = log_writable => Vec::new(),
+            };
+            for event in events {
+                queue.extend(machine.on_event(event, Instant::now()));
+            }
         }
     }
 
-    fn spec(&self, slot: u32, workers: u32) -> process::Spec {
+    /// A reaped status as an event; the terminal goes back to the init
+    /// when the pre-start command that had it ends.
+    fn reaped(&mut self, pid: Pid, status: Status) -> Event {
+        match status {
+            Status::Stopped(signal) => Event::Stopped { pid, signal },
+            status => {
+                if self.terminal_step == Some(pid) {
+                    self.terminal_step = None;
+                    let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpgrp());
+                }
+                Event::Exited { pid, status }
+            }
+        }
+    }
+
+    /// Performs one action; some are answered at once with an event.
+    fn perform(
+        &mut self,
+        action: Action,
+        wait: &mut Option<WaitFuture>,
+    ) -> Result<Option<Event>, Error> {
+        Ok(match action {
+            Action::SpawnWorker {
+                slot,
+                replacement,
+                workers,
+            } => Some(match process::spawn(&self.worker_spec(slot, workers)) {
+                Ok(pid) => Event::Spawned {
+                    slot,
+                    replacement,
+                    pid,
+                },
+                Err(e) => Event::SpawnFailed {
+                    slot,
+                    replacement,
+                    failure: start_failure(e),
+                },
+            }),
+            Action::SpawnStep { argv } => {
+                // On a terminal (`docker run -it`) the step must be its
+                // foreground group: in the background, a step that reads
+                // it (a prompt, psql without -f) is stopped by SIGTTIN.
+                let terminal = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+                let spec = process::Spec {
+                    argv,
+                    new_pgroup: true,
+                    foreground: terminal,
+                    ..Default::default()
+                };
+                Some(match process::spawn(&spec) {
+                    Ok(pid) => {
+                        if terminal {
+                            self.terminal_step = Some(pid);
+                        }
+                        Event::StepSpawned { pid }
+                    }
+                    Err(e) => Event::StepSpawnFailed {
+                        failure: start_failure(e),
+                    },
+                })
+            }
+            Action::StartWait {
+                target,
+                timeout,
+                step,
+            } => {
+                *wait = Some(Box::pin(async move {
+                    let shown = target.to_string();
+                    let mut progress = |p: &crate::prestart::Progress| {
+                        Report::WaitProgress {
+                            step: step.clone(),
+                            target: shown.clone(),
+                            elapsed: p.elapsed,
+                            attempt: p.attempt,
+                            last_error: p.last_error.clone(),
+                        }
+                        .log()
+                    };
+                    crate::prestart::wait_for(&target, timeout, &mut progress).await
+                }));
+                None
+            }
+            Action::CancelWait => {
+                *wait = None;
+                None
+            }
+            Action::ListDir { path } => Some(Event::DirListed(executables(&path))),
+            Action::Bind => {
+                let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
+                self.sockets = listeners::bind_all(&addrs, self.plan.backlog)?;
+                for (i, l) in self.sockets.iter().enumerate() {
+                    Report::Listening {
+                        address: l.local.clone(),
+                        fd: process::FIRST_FD + i as i32,
+                    }
+                    .log();
+                }
+                Some(Event::Bound)
+            }
+            Action::Stop { pid, signal } => {
+                // Each child leads its own process group.
+                sys::kill_raw(-pid.as_raw(), signal.raw());
+                if signal != Signal::KILL {
+                    sys::kill_raw(-pid.as_raw(), Signal::CONT.raw());
+                }
+                None
+            }
+            Action::Kill { pid } => {
+                sys::kill_raw(-pid.as_raw(), Signal::KILL.raw());
+                None
+            }
+            Action::Forward { pid, signal } => {
+                sys::kill_raw(pid.as_raw(), signal.raw());
+                None
+            }
+            Action::Resume { pid } => {
+                sys::kill_raw(-pid.as_raw(), Signal::CONT.raw());
+                None
+            }
+            // Not PID 1: no child left means no descendant left either
+            // (orphans come to the subreaper), so the /proc scan is
+            // skipped. PID 1 also signals processes that are not its
+            // descendants (`docker exec`).
+            Action::KillLeftovers { signal } => {
+                if self.pid1 || reaper::has_children() {
+                    leftovers::signal_all(signal, self.pid1);
+                }
+                None
+            }
+            Action::Replan { program } => Some(Event::Replanned {
+                program,
+                count: self.replan(),
+            }),
+            Action::Report(r) => {
+                r.log();
+                None
+            }
+            Action::Exit(_) => None,
+        })
+    }
+
+    fn worker_spec(&self, slot: SlotId, workers: u32) -> process::Spec {
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         if self.plan.mode == Mode::Workers {
-            env.push(("CINIT_WORKER_ID".into(), slot.to_string().into()));
+            env.push(("CINIT_WORKER_ID".into(), slot.slot.to_string().into()));
             env.push(("CINIT_WORKERS".into(), workers.to_string().into()));
         }
         process::Spec {
@@ -152,118 +405,47 @@ impl Shell<'_> {
         let host = crate::resources::HostFacts::read(root);
         let res = crate::resources::detect(root, &host);
         let sizing = crate::sizing::decide(input, &res);
-        log::event(
-            "info",
-            "replan",
-            &format!(
-                "limits re-read: {} cpus, {}; {} worker(s)",
-                sizing.cpus.value,
-                sizing
-                    .memory
-                    .as_ref()
-                    .map(|m| crate::vocab::format_bytes(m.value))
-                    .unwrap_or_else(|| "no memory limit".into()),
-                sizing.count
-            ),
-            &[("workers", sizing.count.into())],
-        );
-        Some(sizing.count)
-    }
-
-    async fn supervise(&self, signals: &mut Signals) -> Result<i32, Error> {
-        let mut machine = Machine::new(self.settings(), self.plan.workers.count);
-        let mut actions: VecDeque<Action> = machine.start().into();
-        let mut outsiders_since: Option<Instant> = None;
-        loop {
-            while let Some(action) = actions.pop_front() {
-                let now = Instant::now();
-                match action {
-                    Action::Spawn { slot, replacement } => {
-                        if !machine.accepts_spawns() {
-                            continue;
-                        }
-                        let spec = self.spec(slot, machine.worker_count());
-                        let more = match process::spawn(&spec) {
-                            Ok(pid) => machine.spawned(slot, replacement, pid, now),
-                            Err(e) => machine.spawn_failed(
-                                slot,
-                                replacement,
-                                &e.to_string(),
-                                exit_code(&e),
-                                now,
-                            ),
-                        };
-                        actions.extend(more);
-                    }
-                    Action::Kill { pid, signal } => send(pid, signal),
-                    // Not PID 1: no child left means no descendant left
-                    // either (orphans come to the subreaper), so skip the
-                    // /proc scan. PID 1 also signals processes that are
-                    // not its descendants (`docker exec`).
-                    Action::KillLeftovers { signal } => {
-                        if self.pid1 || reaper::has_children() {
-                            leftovers::signal_all(signal, self.pid1)
-                        }
-                    }
-                    Action::Resume { pid } => {
-                        // The worker leads its own process group.
-                        sys::kill_raw(-pid.as_raw(), Signal::CONT.raw());
-                    }
-                    Action::Replan => {
-                        let count = self.replan();
-                        actions.extend(machine.reload(count, now));
-                    }
-                    Action::Log(l) => log::event(l.level, l.event, &l.message, &l.fields),
-                    Action::Exit(code) => return Ok(code),
-                }
-            }
-            // As PID 1, processes that are not the init's children (a
-            // `docker exec` session, whose parent is outside the container)
-            // exit without telling the init: poll for them, briefly, and
-            // only while the init is otherwise done.
-            let mut poll = None;
-            if machine.awaiting_no_children() && !reaper::has_children() {
-                let since = *outsiders_since.get_or_insert_with(Instant::now);
-                let give_up = since + self.plan.shutdown.graceful_timeout + OUTSIDERS_GRACE;
-                if self.pid1 && sys::others_alive() && Instant::now() < give_up {
-                    poll = Some(Instant::now() + OUTSIDERS_POLL);
-                } else {
-                    actions.extend(machine.no_children());
-                    continue;
-                }
-            }
-            let deadline = match (machine.next_deadline(), poll) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                received = signals.next() => {
-                    let received = received.map_err(|e| Error::io("read signals", e))?;
-                    let now = Instant::now();
-                    if received.signal == Signal::CHLD {
-                        for (pid, status) in reaper::reap() {
-                            actions.extend(match status {
-                                Status::Stopped(sig) => machine.stopped(pid, sig),
-                                _ => machine.exited(pid, status, now),
-                            });
-                        }
-                    } else {
-                        actions.extend(machine.signal(received.signal, now));
-                    }
-                }
-                _ = sleep => actions.extend(machine.tick(Instant::now())),
-            }
+        Report::Replanned {
+            cpus: sizing.cpus.value,
+            memory: sizing.memory.as_ref().map(|m| m.value),
+            count: sizing.count,
         }
+        .log();
+        Some(sizing.count)
     }
 }
 
-/// Sends a signal; a process that is already gone is not an error.
-pub(crate) fn send(pid: Pid, signal: Signal) {
-    sys::kill_raw(pid.as_raw(), signal.raw());
+fn start_failure(e: SpawnError) -> StartFailure {
+    match e {
+        SpawnError::Fork { .. } => StartFailure::Fork {
+            message: e.to_string(),
+        },
+        e => StartFailure::Command {
+            code: e.exit_code(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The executable regular files of `dir`, in byte order of their names;
+/// anything else is skipped with a log line.
+fn executables(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("failed to read the directory: {e}"))?;
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    Ok(files
+        .into_iter()
+        .filter(|p| match std::fs::metadata(p) {
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => true,
+            _ => {
+                Report::StepSkip {
+                    path: p.display().to_string(),
+                }
+                .log();
+                false
+            }
+        })
+        .collect())
 }

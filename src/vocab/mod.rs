@@ -22,6 +22,6 @@ pub use units::{
     parse_count, parse_cpus, parse_duration, parse_f64, MAX_DURATION,
 };
 pub use words::{
-    parse_log_format, parse_restart, parse_workers, LogFormat, RestartPolicy, Workers,
+    parse_log_format, parse_restart, parse_workers, shell_join, LogFormat, RestartPolicy, Workers,
     MAX_WORKERS_LIMIT,
 };

@@ -234,12 +234,14 @@ impl Running {
         let init_pid = if under_unshare {
             let p = child.id();
             let mut found = 0;
+            // An init that exits at once (a bad command, a refused bind)
+            // may be gone before it is seen: then there is no pid to find.
             wait_until("unshare to fork the init", PROMPT, || {
                 found = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
                     .ok()
                     .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
                     .unwrap_or(0);
-                found != 0
+                found != 0 || matches!(child.try_wait(), Ok(Some(_)))
             });
             found
         } else {
@@ -544,4 +546,45 @@ pub fn live_affinity() -> f64 {
     cinit::resources::HostFacts::read(std::path::Path::new("/"))
         .affinity_cpus
         .unwrap_or(1) as f64
+}
+
+/// The demo worker binary.
+pub const DEMO: &str = env!("CARGO_BIN_EXE_cinit-demo");
+
+/// The children of `pid` (from /proc, its main thread's list).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Sends signal number `sig` (realtime ones included) to `pid`.
+pub fn kill(pid: i32, sig: i32) {
+    let ok = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "failed to send signal {sig} to {pid}");
+}
+
+/// SIGRTMIN + n as a number (34 + n with glibc and musl alike: the kernel
+/// numbers; libc reserves 32 and 33).
+pub fn rtmin(n: i32) -> i32 {
+    34 + n
 }

@@ -501,3 +501,35 @@ fn zombie_check_prints_a_count() {
     assert!(n.and_then(|n| n.parse::<u32>().ok()).is_some(), "{text}");
     assert_eq!(lines.next(), None);
 }
+
+#[test]
+fn serve_survives_a_stderr_that_fails() {
+    let (l, addr) = listener();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = with_fd3(l.into(), true, &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .expect("spawn");
+    // Every line it writes to stderr fails with ENOSPC; it must still
+    // serve, and stop cleanly on TERM (whose handling logs a line).
+    let mut answered = None;
+    wait_until("the demo to answer", DEADLINE, || {
+        answered = crate::common::http_get(addr.port(), "/").ok();
+        answered.is_some()
+    });
+    assert_eq!(answered.unwrap().0, 200);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("kill");
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the demo did not exit");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

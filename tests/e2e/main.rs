@@ -5,6 +5,7 @@
 
 mod common;
 
+mod architecture;
 mod bench_docs;
 mod cli;
 mod demo_worker;
@@ -12,6 +13,7 @@ mod docker;
 mod docs_examples;
 mod examples;
 mod fastapi;
+mod hardening;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;

@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-const DEMO: &str = env!("CARGO_BIN_EXE_cinit-demo");
-
 /// (pid, worker slot) of whoever answers one request.
 fn who(port: u16) -> Result<(i64, i64), String> {
     let (status, body) = http_get(port, "/")?;
@@ -166,12 +164,14 @@ fn a_killed_worker_is_replaced_in_its_slot_without_a_refused_connection() {
         replaced != 0 && replaced != before[&1]
     });
     let (ok, failed) = load.finish();
-    // The one request the killed worker had accepted may be reset with it;
-    // what must never happen is a refused (or unanswered) connection: the
-    // socket stays open in the init and the survivor keeps accepting.
+    // The one request the killed worker had accepted may die with it: the
+    // kernel resets the connection, or closes it with nothing sent when
+    // the request had been read (an empty answer). What must never happen
+    // is a refused connection: the socket stays open in the init and the
+    // survivor keeps accepting.
     let refused: Vec<&String> = failed
         .iter()
-        .filter(|f| !f.contains("reset by peer"))
+        .filter(|f| !f.contains("reset by peer") && !f.contains("not HTTP: \"\""))
         .collect();
     assert!(
         refused.is_empty(),

@@ -1,0 +1,140 @@
+//! Rolling restarts and scaling.
+//!
+//! A reload (HUP) opens a new generation. The roll then replaces, one slot
+//! at a time and new worker first, every worker of an older generation:
+//! the replacement starts, and once it has stayed up it takes over and the
+//! old worker is stopped. The roll goes on from where it was, round the
+//! slots, so a burst of HUPs never starves the last slots: after the burst
+//! every slot ends with a worker started after the last HUP. A
+//! replacement that fails stops the roll; the old workers keep serving.
+
+use std::time::Instant;
+
+use super::{report, Machine, Phase};
+use crate::supervisor::events::{Action, SlotId};
+use crate::supervisor::report::{ReplaceReason, Report};
+
+impl Machine {
+    /// HUP's answer for one program: `count` is the re-planned worker
+    /// count (None: keep).
+    pub(super) fn reload(&mut self, p: usize, count: Option<u32>, now: Instant) -> Vec<Action> {
+        if self.phase != Phase::Running || p >= self.programs.len() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if let Some(n) = count.filter(|&n| n != self.worker_count(p)) {
+            out.extend(self.scale_to(p, n, now));
+        }
+        let prog = &mut self.programs[p];
+        prog.generation += 1;
+        prog.rolling = true;
+        if prog.slots.iter().any(|s| s.replacement.is_some()) {
+            // A replacement is still settling; the roll goes on after it.
+            return out;
+        }
+        out.extend(self.next_roll(p));
+        out
+    }
+
+    /// The next slot of the roll that has a worker of an older generation.
+    pub(super) fn next_roll(&mut self, p: usize) -> Vec<Action> {
+        let prog = &mut self.programs[p];
+        if !prog.rolling || prog.slots.iter().any(|s| s.replacement.is_some()) {
+            return Vec::new();
+        }
+        let n = prog.slots.len() as u32;
+        let target = prog.generation;
+        for k in 0..n {
+            let i = (prog.cursor + k) % n;
+            let sl = &prog.slots[i as usize];
+            if sl.current.is_some_and(|w| w.generation < target) {
+                prog.cursor = (i + 1) % n;
+                return vec![self.spawn_action(
+                    SlotId {
+                        program: p,
+                        slot: i,
+                    },
+                    true,
+                )];
+            }
+        }
+        prog.rolling = false;
+        Vec::new()
+    }
+
+    pub(super) fn abort_roll(&mut self, p: usize, slot: u32, why: &str) -> Action {
+        self.programs[p].rolling = false;
+        report(Report::ReloadFailed {
+            who: self.who(SlotId { program: p, slot }),
+            why: why.to_string(),
+        })
+    }
+
+    /// The replacement of `slot` stayed up: it takes over and the old
+    /// worker is stopped.
+    pub(super) fn promote(&mut self, p: usize, slot: u32, now: Instant) -> Vec<Action> {
+        let who = self.who(SlotId { program: p, slot });
+        let prog = &mut self.programs[p];
+        let Some(sl) = prog.slots.get_mut(slot as usize) else {
+            return Vec::new();
+        };
+        let Some(new) = sl.replacement.take() else {
+            return Vec::new();
+        };
+        let old = sl.current.replace(new);
+        let mut out = Vec::new();
+        if let Some(old) = old {
+            out.push(report(Report::Replaced {
+                who,
+                old: old.pid,
+                new: new.pid,
+                reason: ReplaceReason::Reload,
+            }));
+            out.push(prog.retire(old.pid, slot, now));
+        }
+        out.extend(self.next_roll(p));
+        out
+    }
+
+    /// TTIN (+1) and TTOU (-1), within 1 ..= the program's maximum.
+    pub(super) fn scale_by(&mut self, p: usize, delta: i32, now: Instant) -> Vec<Action> {
+        let count = self.worker_count(p);
+        let max = self.settings.programs[p].max_count.max(count);
+        if delta > 0 && count >= max {
+            return vec![report(Report::AtMost { max })];
+        }
+        let n = count.saturating_add_signed(delta).clamp(1, max);
+        self.scale_to(p, n, now)
+    }
+
+    fn scale_to(&mut self, p: usize, n: u32, now: Instant) -> Vec<Action> {
+        let n = n.max(1);
+        let before = self.worker_count(p);
+        if n == before {
+            return vec![report(Report::AlreadyAt { count: n })];
+        }
+        let mut out = vec![report(Report::Scaled {
+            from: before,
+            to: n,
+        })];
+        while self.worker_count(p) < n {
+            self.programs[p].slots.push(Default::default());
+            let slot = self.worker_count(p) - 1;
+            out.push(self.spawn_action(SlotId { program: p, slot }, false));
+        }
+        let prog = &mut self.programs[p];
+        while prog.slots.len() as u32 > n {
+            let slot = prog.slots.len() as u32 - 1;
+            let Some(sl) = prog.slots.pop() else { break };
+            for w in sl.current.into_iter().chain(sl.replacement) {
+                out.push(prog.retire(w.pid, slot, now));
+            }
+        }
+        if prog.cursor >= n {
+            prog.cursor = 0;
+        }
+        // A roll that was waiting on a removed slot's replacement goes on.
+        out.extend(self.next_roll(p));
+        out
+    }
+}
