@@ -115,7 +115,10 @@ impl Socket {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => return None,
             };
-            if msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+            if msg
+                .flags
+                .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+            {
                 continue;
             }
             let pid = msg.cmsgs().ok()?.find_map(|c| match c {

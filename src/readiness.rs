@@ -142,7 +142,10 @@ pub fn tree(pid: i32) -> Vec<i32> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for t in tasks.flatten() {
                 if let Ok(kids) = std::fs::read_to_string(t.path().join("children")) {
-                    out.extend(kids.split_whitespace().filter_map(|k| k.parse::<i32>().ok()));
+                    out.extend(
+                        kids.split_whitespace()
+                            .filter_map(|k| k.parse::<i32>().ok()),
+                    );
                 }
             }
         }
@@ -190,7 +193,10 @@ mod tests {
 
     #[test]
     fn accept_calls_give_their_fd() {
-        let accept4 = format!("{} 0x3 0x7ffd 0x7ffc 0x80800 0x0 0x0 0x7ffd 0x7f", libc::SYS_accept4);
+        let accept4 = format!(
+            "{} 0x3 0x7ffd 0x7ffc 0x80800 0x0 0x0 0x7ffd 0x7f",
+            libc::SYS_accept4
+        );
         assert_eq!(accept_fd(&accept4), Some(3));
         let read = format!("{} 0x3 0x1 0x1", libc::SYS_read);
         assert_eq!(accept_fd(&read), None);
