@@ -3,14 +3,17 @@
 # groups of this machine: nproc, Python os.cpu_count() and
 # len(os.sched_getaffinity(0)), Rust std::thread::available_parallelism(),
 # num_cpus::get(), and cinit (`init --dry-run --json --workers auto`).
-# Prints a markdown table (the one in docs/sizing.md) and removes every
-# group it created, also on failure or Ctrl-C.
+# Prints a header (command, commit, date, machine, binary, the tools'
+# versions: bench/header.sh) and a markdown table (the one in
+# docs/sizing.md), and removes every group it created, also on failure or
+# Ctrl-C. Installs nothing.
 #
 # Needs root and cgroup v1 cpu, cpuset and memory hierarchies (hybrid or v1
 # hosts), python3 and rustc. Usage, from the repository root:
 #     sudo bench/cpu-views.sh            # builds target/debug/init if needed
 #     INIT=/path/to/init bench/cpu-views.sh
 set -eu
+. "$(dirname "$0")/header.sh"
 
 die() { echo "cpu-views: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (it creates cgroups)"
@@ -18,6 +21,7 @@ command -v python3 >/dev/null || die "needs python3"
 command -v rustc >/dev/null || die "needs rustc"
 
 TARGET=${CARGO_TARGET_DIR:-target}
+INIT_GIVEN=${INIT:-}
 INIT=${INIT:-$TARGET/debug/init}
 if [ ! -x "$INIT" ]; then
     cargo build --quiet --bin init || die "cannot build init"
@@ -109,6 +113,10 @@ row() { # label cpu cpuset mem [taskset-cpu]
     echo "| $label | $np | $1 | $2 | $3 | $4 | $5 | $6 |"
 }
 
+NUM_CPUS_VERSION=$(awk '$0 == "name = \"num_cpus\"" { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock 2>/dev/null)
+bench_header "sh bench/cpu-views.sh" "${INIT_GIVEN:+INIT=$INIT}" "$INIT" \
+    "$(nproc --version | head -n 1), $(python3 --version), $(rustc --version | cut -d' ' -f1-2), num_cpus ${NUM_CPUS_VERSION:-?}"
+echo
 echo "| scenario | nproc | os.cpu_count() | len(os.sched_getaffinity(0)) | available_parallelism() | num_cpus::get() | cinit cpus | cinit workers |"
 echo "|---|---|---|---|---|---|---|---|"
 

@@ -3,21 +3,29 @@
 #
 #   sudo bench/pid1.sh > table.md      (as root; progress goes to stderr)
 #
-# Installs the peers from Debian when missing, builds cinit's static release
-# binary (musl, else glibc +crt-static), and measures, in one run:
+# Needs the peers from Debian (tini, dumb-init, catatonit, hyperfine, file):
+# when one is missing it asks before installing (apt-get), or installs with
+# BENCH_INSTALL=1, else stops. Builds the shipped static binary with
+# `bash .ci/release` (musl, target/x86_64-unknown-linux-musl/release/init)
+# and measures, in one run:
 #   size and linkage; the init's own memory (as PID 1, child sleeping); idle
 #   wake-ups over 10 s (as PID 1); per-start overhead (`X -- /bin/true`, and
 #   as PID 1 under `unshare -fp`); a storm of 10,000 orphans (as PID 1); the
 #   time from SIGTERM to the child's handler (not PID 1).
-# Prints one markdown table on stdout. Needs root (unshare --pid).
+# Prints a header (command, commit, date, machine, binary, peers' versions:
+# bench/header.sh) and one markdown table on stdout. Needs root (unshare
+# --pid).
 #
 # Environment: CINIT_BIN=path skips the build; CARGO_TARGET_DIR is honoured;
+# BENCH_INSTALL=1 installs missing packages without asking;
 # PID1_RUNS (start runs per command, default 300), PID1_STORM_RUNS (default 5),
 # PID1_TERM_RUNS (default 40), PID1_ORPHANS (default 10000), PID1_IDLE_SECS
 # (default 10).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/header.sh
+. "$ROOT/bench/header.sh"
 HELPER=$ROOT/bench/pid1/helper.py
 RUNS=${PID1_RUNS:-300}
 STORM_RUNS=${PID1_STORM_RUNS:-5}
@@ -43,14 +51,7 @@ done
 [[ -x /usr/bin/python3 ]] || command -v python3 >/dev/null 2>&1 || need+=(python3)
 if ((${#need[@]})); then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-        apt-get update -qq >&2
-    fi
-    apt-get install -y -qq "${need[@]}" >&2 ||
-        { apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2; } ||
-        die "apt-get install ${need[*]} failed"
+    bench_need_packages "${need[@]}"
 fi
 PY=/usr/bin/python3
 [[ -x $PY ]] || PY=$(command -v python3)
@@ -74,22 +75,12 @@ trap 'exit 130' INT TERM
 if [[ -d ${HOME:-/root}/.cargo/bin ]]; then PATH=${HOME:-/root}/.cargo/bin:$PATH; fi
 if [[ -n ${CINIT_BIN:-} ]]; then
     CINIT=$CINIT_BIN
-    BUILT="given (CINIT_BIN)"
 else
     command -v cargo >/dev/null || die "cargo not found (install Rust, or set CINIT_BIN)"
     TD=${CARGO_TARGET_DIR:-$ROOT/target}
-    log "building cinit (musl, release)"
-    if (cd "$ROOT" && cargo build --release --target x86_64-unknown-linux-musl --bin init >&2); then
-        CINIT=$TD/x86_64-unknown-linux-musl/release/init
-        BUILT="x86_64-unknown-linux-musl"
-    else
-        log "musl build failed; falling back to glibc +crt-static"
-        (cd "$ROOT" && RUSTFLAGS='-C target-feature=+crt-static' \
-            cargo build --release --target x86_64-unknown-linux-gnu --bin init >&2) ||
-            die "cargo build failed"
-        CINIT=$TD/x86_64-unknown-linux-gnu/release/init
-        BUILT="x86_64-unknown-linux-gnu +crt-static"
-    fi
+    log "building the shipped binary: bash .ci/release"
+    (cd "$ROOT" && bash .ci/release >&2) || die "bash .ci/release failed"
+    CINIT=$TD/x86_64-unknown-linux-musl/release/init
 fi
 [[ -x $CINIT ]] || die "no binary at $CINIT"
 # A binary the linker has just written sits in dirty page-cache pages, which
@@ -270,7 +261,13 @@ line() {
 per_s() { awk -v d="$1" -v s="$IDLE_SECS" 'BEGIN{printf "%.1f", d/s}'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%+.3f", a-b}'; }
 {
-    echo "cinit built for $BUILT; $(uname -sr), $(nproc) CPUs, $(date -u +%Y-%m-%d)."
+    settings="PID1_RUNS=$RUNS PID1_STORM_RUNS=$STORM_RUNS PID1_TERM_RUNS=$TERM_RUNS PID1_ORPHANS=$ORPHANS PID1_IDLE_SECS=$IDLE_SECS${CINIT_BIN:+ CINIT_BIN=$CINIT_BIN}"
+    peers=""
+    for p in tini dumb-init catatonit hyperfine; do
+        v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null) || v=$("$p" --version 2>&1 | head -n 1)
+        peers+="${peers:+, }$p $v"
+    done
+    bench_header "bash bench/pid1.sh" "$settings" "$CINIT" "$peers (tini-static: Debian's tini package)"
     echo
     row "" "(no init)" "**cinit**" "tini-static" "tini" "dumb-init" "catatonit"
     row --- --- --- --- --- --- ---

@@ -12,37 +12,50 @@
 # worker to replacement, SIGTERM to exit, and the manager's idle wake-ups.
 # bench/workers/run.py defines each measurement precisely.
 #
-# Prints one markdown table on stdout (progress on stderr); about 2 minutes
-# once built. Kills every process it started, also on failure or Ctrl-C.
+# Prints a header (command, commit, date, machine, binary, peers' versions:
+# bench/header.sh) and one markdown table on stdout (progress on stderr);
+# about 2 minutes once built. Kills every process it started, also on
+# failure or Ctrl-C.
 #
-# Needs python3 with pip, cargo, and root only to apt-get install wrk when
-# it is missing. Installs examples/fastapi/requirements.txt with pip (no
-# psutil: /proc is read directly). Usage, from the repository root:
+# Measures the shipped binary: `bash .ci/release` builds it (static, musl,
+# target/x86_64-unknown-linux-musl/release/init). Needs python3 with pip
+# and cargo. What is missing is installed only when asked (a prompt on a
+# terminal, or BENCH_INSTALL=1; else it stops and names it): wrk with
+# apt-get (root), examples/fastapi/requirements.txt with pip (no psutil:
+# /proc is read directly). Usage, from the repository root:
 #     bench/workers.sh > table.md
 # Environment: CARGO_TARGET_DIR (default target), WRK_ARGS ("-t2 -c50 -d5s"),
-# WRK_RUNS (3), WARMUP (3s), IDLE_S (10).
+# WRK_RUNS (3), WARMUP (3s), IDLE_S (10), BENCH_INSTALL (1: install without
+# asking).
 set -eu
 
 say() { echo "workers-bench: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 cd "$(dirname "$0")/.."
+. bench/header.sh
 APP=examples/fastapi
-[ -f "$APP/app/main.py" ] || die "$APP/app/main.py missing (merge branch demo)"
+[ -f "$APP/app/main.py" ] || die "$APP/app/main.py missing (run it from a checkout of the repository)"
 
 command -v python3 >/dev/null || die "needs python3"
-say "installing $APP/requirements.txt"
-python3 -m pip install -q -r "$APP/requirements.txt" >&2 ||
-    die "pip install failed"
-if ! command -v wrk >/dev/null; then
-    say "installing wrk"
-    apt-get install -y wrk >&2 || die "cannot install wrk (apt-get install -y wrk)"
+if ! python3 -c 'import fastapi, uvicorn, gunicorn' 2>/dev/null; then
+    say "fastapi, uvicorn or gunicorn is missing ($APP/requirements.txt)"
+    if [ "${BENCH_INSTALL:-}" != 1 ]; then
+        [ -t 0 ] || die "run again with BENCH_INSTALL=1 to pip install $APP/requirements.txt, or install it yourself"
+        printf 'workers-bench: pip install -r %s now? [y/N] ' "$APP/requirements.txt" >&2
+        read -r answer || answer=
+        case $answer in y | Y | yes) ;; *) die "not installed; stopping" ;; esac
+    fi
+    python3 -m pip install -q -r "$APP/requirements.txt" >&2 ||
+        python3 -m pip install -q --break-system-packages -r "$APP/requirements.txt" >&2 ||
+        die "pip install failed"
 fi
+command -v wrk >/dev/null || bench_need_packages wrk
 
 TARGET=${CARGO_TARGET_DIR:-target}
-say "cargo build --release --bins"
-cargo build --quiet --release --bins >&2 || die "cargo build failed"
-INIT=$(cd "$TARGET/release" && pwd)/init
+say "building the shipped binary: bash .ci/release"
+bash .ci/release >&2 || die "bash .ci/release failed"
+INIT=$(cd "$TARGET/x86_64-unknown-linux-musl/release" && pwd)/init
 
 # The interpreter's own bin directory: uvicorn and gunicorn run from there,
 # not through wrappers such as pyenv shims (a shell in front of every start).
@@ -79,6 +92,12 @@ trap 'exit 143' TERM
     die "cannot import the app"
 
 say "nproc $(nproc); load$(uptime | sed 's/.*load average//')"
+PEERS=$(python3 -c 'import platform
+from importlib.metadata import version
+print(", ".join(["Python " + platform.python_version()] + [p + " " + version(p) for p in ("fastapi", "uvicorn", "gunicorn")]))')
+bench_header "bash bench/workers.sh" "WRK_ARGS=\"${WRK_ARGS:--t2 -c50 -d5s}\" WRK_RUNS=${WRK_RUNS:-3} WARMUP=${WARMUP:-3s} IDLE_S=${IDLE_S:-10}" \
+    "$INIT" "$PEERS, $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+echo
 python3 bench/workers/run.py "$INIT" "$PYBIN" "$APP" "$STATE" &
 RUN_PID=$!
 wait "$RUN_PID" || die "run.py failed; logs were in $STATE"

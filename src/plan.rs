@@ -479,6 +479,23 @@ impl Plan {
             rs.crash_loop,
             format_duration(rs.min_uptime)
         );
+        if self.mode == Mode::Workers {
+            let r = &self.ready;
+            let how = match r.mode {
+                ReadyMode::Listen => "once it waits on a --listen socket",
+                ReadyMode::Notify => "once it sends READY=1",
+                _ => "once up for --min-uptime",
+            };
+            let _ = writeln!(
+                o,
+                "ready       {}: a worker is ready {how} (a READY=1 always counts); not ready within {}: a failed start; watchdog {}",
+                r.mode,
+                format_duration(r.timeout),
+                r.watchdog
+                    .map(|w| format!("{} (WATCHDOG=1 expected)", format_duration(w)))
+                    .unwrap_or_else(|| "off".into())
+            );
+        }
         let sd = &self.shutdown;
         let stop = sd
             .stop_signal

@@ -7,12 +7,15 @@
 //! done, 1 a runtime failure, 2 usage (or no usable socket for `serve`);
 //! `exit CODE` exits CODE.
 
-/// `eprintln!` that never panics: a closed or full stderr (a reader that
-/// went away, `2>/dev/full`) must not kill the demo worker.
+/// `eprintln!` that never panics, a closed or full stderr (a reader that
+/// went away, `2>/dev/full`) must not kill the demo worker, and writes
+/// each line with one `write`, so it never tears into another process's
+/// line on a shared pipe.
 macro_rules! eprintln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let line = format!("{}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }};
 }
 

@@ -284,7 +284,7 @@ fn a_plain_run_reads_no_cgroup_file() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: strace is not installed");
+        skip(Need::Strace, "strace is not installed");
         return;
     }
     for args in [

@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: run the real `init` binary as
 //! PID 1 of a new PID namespace (`unshare --pid --fork --mount-proc`) or as
 //! a plain child, read its output with deadlines, and wait on conditions.
-//! No test here sleeps for a fixed time to let something happen.
+//! No test here sleeps for a fixed time to let something happen. A test
+//! that cannot run on this machine calls [`skip`]: never a silent pass.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -23,24 +24,152 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// True when `unshare --pid` works here; tests that need PID 1 skip loudly
-/// otherwise (they never pass silently).
+/// True when `unshare --pid` works here (it needs root).
 pub fn can_unshare() -> bool {
-    Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
+/// For a test that needs PID 1: true when `unshare --pid` works; else the
+/// test is skipped (see [`skip`]: a failure where PID 1 is required) and
+/// must return.
 pub fn require_pid1() -> bool {
     if !can_unshare() {
-        eprintln!("SKIPPED: `unshare --pid --fork --mount-proc` is not available (needs root)");
+        skip(
+            Need::Pid1,
+            "`unshare --pid --fork --mount-proc` is not available (needs root)",
+        );
         return false;
     }
     true
+}
+
+// ------------------------------------------------------------------ skips
+//
+// A test that cannot run on this machine (no Docker daemon, no `unshare
+// --pid`, no writable cgroups) must not pass as if it had run: libtest and
+// nextest know no "skipped at run time" and would report PASS. Such a test
+// calls `skip`, which fails it where the run requires the missing thing (CI)
+// and otherwise records the skip in a file; `.ci/test` counts those files
+// in its closing summary ("N tests skipped: ...").
+
+/// Something a test needs that a machine may lack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// A Docker daemon that answers `docker info`.
+    Docker,
+    /// `unshare --pid --fork --mount-proc` (root), for PID-1 tests.
+    Pid1,
+    /// Root and writable v1 `cpu` and `memory` cgroup hierarchies.
+    Cgroups,
+    /// `docker-compose` (or the `docker compose` plugin).
+    Compose,
+    /// `strace`, to see which files the init opens.
+    Strace,
+}
+
+impl Need {
+    pub fn name(self) -> &'static str {
+        match self {
+            Need::Docker => "docker",
+            Need::Pid1 => "pid1",
+            Need::Cgroups => "cgroups",
+            Need::Compose => "compose",
+            Need::Strace => "strace",
+        }
+    }
+
+    /// The variable that turns this skip into a failure; `CINIT_REQUIRE_ALL=1`
+    /// (set by `.ci/run`) does it for every need.
+    pub fn require_var(self) -> &'static str {
+        match self {
+            Need::Docker => "CINIT_REQUIRE_DOCKER",
+            Need::Pid1 => "CINIT_REQUIRE_PID1",
+            Need::Cgroups => "CINIT_REQUIRE_CGROUPS",
+            Need::Compose => "CINIT_REQUIRE_COMPOSE",
+            Need::Strace => "CINIT_REQUIRE_STRACE",
+        }
+    }
+
+    /// The variable that requires it, if one is set to 1 in this run.
+    pub fn required_by(self) -> Option<&'static str> {
+        let on = |v: &str| std::env::var(v).is_ok_and(|x| x == "1");
+        ["CINIT_REQUIRE_ALL", self.require_var()]
+            .into_iter()
+            .find(|v| on(v))
+    }
+}
+
+/// Where skips are recorded: `CINIT_TEST_SKIPS` (`.ci/test` sets it), else
+/// `<target>/test-skips`, the target directory found from this test
+/// binary's own path (`<target>/<profile>/deps/e2e-<hash>`).
+pub fn skips_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("CINIT_TEST_SKIPS").filter(|d| !d.is_empty()) {
+        return d.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.ancestors()
+        .nth(3)
+        .map(|t| t.join("test-skips"))
+        .unwrap_or_else(|| std::env::temp_dir().join("cinit-test-skips"))
+}
+
+/// The running test's name: libtest (under cargo test and nextest alike)
+/// names the thread of each test after it.
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The current test (or the part of it that needs `need`) cannot run here:
+/// `why` says what is missing. Where the run requires `need`
+/// (`CINIT_REQUIRE_ALL=1` or the need's own `CINIT_REQUIRE_…=1`) this
+/// panics, so a missing service fails the run instead of passing it.
+/// Otherwise it prints `SKIPPED` on stderr and records one line
+/// `NEED<TAB>TEST<TAB>WHY` in a file of its own under [`skips_dir`]; the
+/// caller then returns (or leaves out the part that needs it).
+pub fn skip(need: Need, why: &str) {
+    let test = test_name();
+    if let Some(var) = need.required_by() {
+        panic!(
+            "{test} needs {} and this run requires it ({var}=1), but: {why}",
+            need.name()
+        );
+    }
+    eprintln!(
+        "SKIPPED {test}: {why} (set {}=1 to make this a failure)",
+        need.require_var()
+    );
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = skips_dir();
+    let file = dir.join(format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let line = format!(
+        "{}\t{test}\t{}\n",
+        need.name(),
+        why.replace(['\t', '\n'], " ")
+    );
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, line)) {
+        // The record is what makes the skip visible: losing it is a failure.
+        panic!(
+            "failed to record the skip of {test} in {}: {e}",
+            file.display()
+        );
+    }
 }
 
 /// Polls `cond` until it holds or the deadline passes.

@@ -731,6 +731,32 @@ fn kubernetes_grace_period_covers_cinits_shutdown_budget() {
                     p["workers"]["sizing"]["formula"]
                 );
                 let steps = p["steps"].as_array().unwrap();
+                // The port stays closed during the pre-start steps, and the
+                // kubelet kills a container whose startupProbe has not
+                // passed within its budget: it must outlast every step's
+                // timeout in the plan.
+                let steps_s: f64 = steps.iter().map(|s| s["timeout_s"].as_f64().unwrap()).sum();
+                let startup = &c["startupProbe"];
+                assert!(
+                    !startup.is_null() || steps.is_empty(),
+                    "{}: pre-start steps ({steps_s}s) and no startupProbe: the liveness \
+                     probe would kill the pod while they run",
+                    file.display()
+                );
+                if !startup.is_null() {
+                    let field = |k: &str, default: f64| startup[k].as_f64().unwrap_or(default);
+                    // Kubernetes' defaults for absent fields.
+                    let budget = field("initialDelaySeconds", 0.0)
+                        + field("failureThreshold", 3.0) * field("periodSeconds", 10.0);
+                    assert!(
+                        budget >= steps_s,
+                        "{}: the startupProbe allows {budget}s (initialDelaySeconds + \
+                         failureThreshold × periodSeconds), less than the {steps_s}s the \
+                         pre-start steps may take (sum of .steps[].timeout_s of the plan): \
+                         the kubelet would kill a pod still migrating",
+                        file.display()
+                    );
+                }
                 assert_eq!(steps[0]["kind"], "wait_for");
                 assert_eq!(steps[0]["url"], "tcp://postgres:5432");
                 assert_eq!(steps[1]["kind"], "run");
@@ -864,4 +890,136 @@ fn duration_parser() {
     assert_eq!(seconds(&"1m30s".into()), 90.0);
     assert_eq!(seconds(&"500ms".into()), 0.5);
     assert_eq!(seconds(&serde_json::json!(7)), 7.0);
+}
+
+// ------------------------------------------------------- recipes in the docs
+
+/// The text of `rel` and the commands it shows: inline code spans
+/// (newlines inside a span joined) and the lines of fenced blocks and of
+/// comments (a trailing `\` joins the next line).
+fn recipes(rel: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let mut out = Vec::new();
+    let mut joined = String::new();
+    for line in text.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(head) = line.strip_suffix('\\') {
+            joined.push_str(head);
+            joined.push(' ');
+            continue;
+        }
+        joined.push_str(line);
+        out.push(std::mem::take(&mut joined));
+    }
+    if rel.ends_with(".md") {
+        let flat = text.replace("```", "\u{0}").replace('\n', " ");
+        out.extend(
+            flat.split('`')
+                .skip(1)
+                .step_by(2)
+                .filter(|s| !s.contains('\u{0}'))
+                .map(String::from),
+        );
+    }
+    out
+}
+
+/// A dry-run recipe through Docker, Compose or kubectl must keep the
+/// command: words after the image or service replace its CMD (`docker run
+/// IMAGE --dry-run`, `docker-compose run --rm app --dry-run` show a plan
+/// with no command; use `-e CINIT_DRY_RUN=1`), and an exec'd `/init` has
+/// none. So `--dry-run` there must be followed by the command's words.
+#[test]
+fn dry_run_recipes_keep_the_command() {
+    let mut files = vec!["README.md".to_string(), "Dockerfile.example".to_string()];
+    for dir in ["docs", "examples"] {
+        let mut stack = vec![repo().join(dir)];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p
+                    .extension()
+                    .is_some_and(|x| ["md", "yml", "yaml"].iter().any(|y| x == *y))
+                {
+                    files.push(
+                        p.strip_prefix(repo())
+                            .unwrap()
+                            .to_string_lossy()
+                            .into_owned(),
+                    );
+                }
+            }
+        }
+    }
+    let mut checked = 0;
+    for f in &files {
+        for r in recipes(f) {
+            let through = [
+                "docker run",
+                "docker-compose",
+                "docker compose",
+                "kubectl exec",
+            ]
+            .iter()
+            .any(|t| r.contains(t));
+            let Some((_, after)) = r.split_once("--dry-run") else {
+                continue;
+            };
+            if !through {
+                continue;
+            }
+            checked += 1;
+            let command: Vec<&str> = after
+                .split_whitespace()
+                .skip_while(|w| w.starts_with('-'))
+                .collect();
+            assert!(
+                !command.is_empty(),
+                "{f}: `{r}` shows a plan without the command: the words after the image or \
+                 service replace its CMD; use -e CINIT_DRY_RUN=1, or repeat the command"
+            );
+        }
+    }
+    assert!(checked > 0, "no dry-run recipe found");
+}
+
+/// The Compose snippet of docs/prestart.md shows the example's settings:
+/// every CINIT_* variable and the command of examples/compose's `app`
+/// service, so the log lines quoted beside it (`timeout 2m`) follow from it.
+#[test]
+fn prestart_docs_compose_snippet_matches_the_example() {
+    let doc = std::fs::read_to_string(repo().join("docs/prestart.md")).unwrap();
+    let section = doc
+        .split("## Example: FastAPI + PostgreSQL")
+        .nth(1)
+        .expect("the Compose section of docs/prestart.md");
+    let snippet = section
+        .split("```yaml")
+        .nth(1)
+        .and_then(|rest| rest.split_once('\n'))
+        .and_then(|(_, rest)| rest.split("```").next())
+        .expect("a ```yaml block in it");
+    let dir = crate::common::TempDir::new("snippet");
+    let path = dir.0.join("snippet.yml");
+    std::fs::write(&path, snippet).unwrap();
+    let shown = &yaml_docs(&path)[0]["app"];
+    let file =
+        &yaml_docs(&repo().join("examples/compose/docker-compose.yml"))[0]["services"]["app"];
+    let cinit = |svc: &Value| -> BTreeMap<String, Value> {
+        svc["environment"]
+            .as_object()
+            .expect("environment as a map")
+            .iter()
+            .filter(|(k, _)| k.starts_with("CINIT_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    assert_eq!(
+        cinit(shown),
+        cinit(file),
+        "docs/prestart.md's snippet and examples/compose/docker-compose.yml set different CINIT_* variables"
+    );
+    assert_eq!(shown["command"], file["command"]);
 }

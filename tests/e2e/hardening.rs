@@ -447,7 +447,10 @@ fn a_failed_fork_is_retried_and_never_stops_healthy_workers() {
         return;
     }
     let Some(group) = PidsGroup::new() else {
-        eprintln!("SKIPPED: no writable pids cgroup (cgroup v1 pids controller, root)");
+        skip(
+            Need::Cgroups,
+            "no writable pids cgroup (cgroup v1 pids controller, root)",
+        );
         return;
     };
     // unshare + the init + 2 workers fill 4 pids; a third worker cannot

@@ -6,9 +6,11 @@
 mod common;
 
 mod architecture;
+mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
+mod docs_examples;
 mod examples;
 mod fastapi;
 mod hardening;
@@ -17,4 +19,5 @@ mod prestart_e2e;
 mod prestart_probe;
 mod resources_fixtures;
 mod resources_live;
+mod skips;
 mod workers;

@@ -2,6 +2,7 @@
 //! and as a child subreaper. Children are small shell or Python programs.
 
 use crate::common::*;
+use std::time::{Duration, Instant};
 
 /// Python that prints `ready`, then the number of every signal it gets.
 const ECHO_SIGNALS: &str = r#"
@@ -292,6 +293,36 @@ fn second_signal_kills_at_once() {
     assert_eq!(r.line(PROMPT), "term");
     r.signal(libc::SIGTERM);
     assert_eq!(r.code(PROMPT), 137);
+}
+
+/// `--shutdown-delay` holds the signal in plain mode too (README, Signals):
+/// the child keeps running for the delay and only then gets the signal.
+/// The assertion is a lower bound (the signal cannot come sooner), never a
+/// wait for the delay to pass.
+#[test]
+fn plain_mode_passes_term_after_the_shutdown_delay() {
+    let delay = Duration::from_secs(1);
+    let mut r = Running::plain(&[
+        "--shutdown-delay",
+        "1s",
+        "--",
+        "python3",
+        "-c",
+        "import signal, sys, time\n\
+         signal.signal(signal.SIGTERM, lambda *a: (print('term', flush=True), sys.exit(0)))\n\
+         print('ready', flush=True)\n\
+         while True: time.sleep(1)",
+    ]);
+    assert_eq!(r.line(PROMPT), "ready");
+    let sent = Instant::now();
+    r.signal(libc::SIGTERM);
+    assert_eq!(r.line(PROMPT), "term");
+    let after = sent.elapsed();
+    assert!(
+        after >= delay,
+        "the child got SIGTERM {after:?} after the init, before the 1s shutdown delay"
+    );
+    assert_eq!(r.code(PROMPT), 0);
 }
 
 /// When the main child exits, a process it left behind gets SIGTERM and

@@ -6,7 +6,7 @@
 //! checks the figures it reports.
 //!
 //! Needs root and writable v1 `cpu` and `memory` hierarchies; otherwise
-//! every test says loudly that it skipped. Every group a test creates is
+//! every test is skipped through `common::skip` (a failure in CI). Every group a test creates is
 //! removed by a guard, even when the test fails: processes still inside
 //! are moved back to where this process lives, then the directories are
 //! removed, children first.
@@ -60,10 +60,11 @@ fn unavailable() -> Option<String> {
 macro_rules! require_live {
     () => {
         if let Some(why) = unavailable() {
-            eprintln!(
-                "\n!!! SKIPPED {}: live cgroup tests need root and writable v1 cpu and \
-                 memory hierarchies ({why}) !!!\n",
-                std::thread::current().name().unwrap_or("?")
+            skip(
+                Need::Cgroups,
+                &format!(
+                    "live cgroup tests need root and writable v1 cpu and memory hierarchies ({why})"
+                ),
             );
             return;
         }
