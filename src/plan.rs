@@ -214,10 +214,6 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
     }
 }
 
-/// The default `--ready-timeout`: a minute covers a slow model load without
-/// hiding a worker that never serves for long.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl Plan {
     pub fn build(config: &Config) -> Plan {
         // The limits decide only `--workers auto`; the dry run shows them
@@ -300,14 +296,19 @@ impl Plan {
             (None, Mode::Plain) => None,
         };
         let ready = ReadyPlan {
-            mode: if listen.is_empty() {
-                ReadyMode::Delay
-            } else {
-                ReadyMode::Listen
+            mode: match config.ready {
+                ReadyMode::Auto if listen.is_empty() => ReadyMode::Delay,
+                ReadyMode::Auto => ReadyMode::Listen,
+                m => m,
             },
-            timeout: READY_TIMEOUT,
-            watchdog: None,
+            timeout: config.ready_timeout,
+            watchdog: config.watchdog,
         };
+        if ready.mode == ReadyMode::Listen && listen.is_empty() && mode == Mode::Workers {
+            warnings.push(
+                "--ready listen without --listen: no socket to wait on, so every worker counts as ready only by READY=1 or fails its ready timeout".into(),
+            );
+        }
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());

@@ -24,7 +24,9 @@ use std::time::Duration;
 use thiserror::Error;
 use toml::de::DeValue;
 
-use crate::vocab::{ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, WaitTarget, Workers};
+use crate::vocab::{
+    ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule, WaitTarget, Workers,
+};
 pub use cli::{parse as parse_args, Args};
 use layers::Layers;
 pub use layers::{Env, ProcessEnv};
@@ -100,6 +102,10 @@ pub struct Config {
     pub min_uptime: Duration,
     pub backoff_max: Duration,
     pub crash_loop: u32,
+    pub ready: ReadyMode,
+    pub ready_timeout: Duration,
+    /// None: no watchdog.
+    pub watchdog: Option<Duration>,
     pub stop_signal: Option<Signal>,
     pub graceful_timeout: Duration,
     pub shutdown_delay: Duration,

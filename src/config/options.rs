@@ -20,7 +20,8 @@ use super::words::split_command;
 use super::Config;
 use crate::vocab::{
     self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
-    parse_log_format, parse_restart, parse_signal, parse_signal_rule, parse_workers, ListenAddr,
+    parse_log_format, parse_ready, parse_restart, parse_signal, parse_signal_rule, parse_workers,
+    ListenAddr,
     WaitTarget, MAX_LISTENERS,
 };
 
@@ -491,6 +492,54 @@ pub static SETTINGS: &[Setting] = &[
         default: Default::Value("5"),
         help: "Quick failures in a row of one slot that make a crash loop: everything stops, exit 1",
         why: "uvicorn and supervisord keep running or exit 0 there; an orchestrator needs a non-zero exit to show CrashLoopBackOff.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "ready",
+        option: Some("ready"),
+        value: "MODE",
+        env: Some("CINIT_READY"),
+        kind: Kind::Scalar(|c, v| {
+            c.ready = parse_ready(v)?;
+            Ok(())
+        }),
+        default: Default::Value("auto"),
+        help: "When a new worker counts as ready (a roll waits for it): auto, listen (it waits on a --listen socket), notify (it sends READY=1), delay (up for --min-uptime)",
+        why: "`auto` is `listen` with `--listen` sockets (no change to the app: uvicorn takes the socket only once its startup ran), else `delay`; a `READY=1` always counts.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "ready_timeout",
+        option: Some("ready-timeout"),
+        value: "DURATION",
+        env: Some("CINIT_READY_TIMEOUT"),
+        kind: Kind::Scalar(|c, v| {
+            c.ready_timeout = parse_duration(v)?;
+            Ok(())
+        }),
+        default: Default::Value("60s"),
+        help: "A worker not ready this long after its start failed to start: it is stopped, and a roll keeps the old worker",
+        why: "A minute covers a slow model load or lifespan hook without hiding, for long, a worker that never serves (systemd's start timeout is 90 s; pm2 waits only 3 s, then kills the old worker anyway).",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "watchdog",
+        option: Some("watchdog"),
+        value: "DURATION",
+        env: Some("CINIT_WATCHDOG"),
+        kind: Kind::Scalar(|c, v| {
+            c.watchdog = match v.trim() {
+                "off" | "none" => None,
+                v => Some(parse_duration(v)?).filter(|d| !d.is_zero()),
+            };
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "A ready worker that sends no WATCHDOG=1 (sd_notify) for this long is hung: replaced, then stopped",
+        why: "Off: only an app that pings (`WATCHDOG_USEC` tells it how often) can use it. It is separate from the ready timeout, so a slow start is never taken for a hang (uvicorn's own health check killed slow-starting workers).",
         per_program: true,
         ..BASE
     },

@@ -74,10 +74,11 @@ pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 }
 
 /// How a worker tells it is ready to serve (docs/workers.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadyMode {
     /// `listen` with `--listen` sockets, else `delay`.
+    #[default]
     Auto,
     /// It waits for connections on an inherited socket (seen in /proc).
     Listen,

@@ -188,6 +188,12 @@ fn readme_help_is_the_real_help() {
         .filter_map(|b| b.split("```").next())
         .find(|b| b.starts_with("Usage: init"))
         .expect("README.md has no ```text block with the help");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        let fresh = format!("{}\n", help.trim_end());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        std::fs::write(path, readme.replacen(block, &fresh, 1)).unwrap();
+        return;
+    }
     assert_eq!(
         block.trim_end(),
         help.trim_end(),
