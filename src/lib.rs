@@ -31,6 +31,7 @@ pub mod notify;
 pub mod plan;
 pub mod prestart;
 pub mod process;
+pub mod procfs;
 pub mod readiness;
 pub mod reaper;
 pub mod resources;

@@ -39,9 +39,11 @@ pub fn command() -> Command {
                 .long(long)
                 .value_name(s.value)
                 .action(ArgAction::Append),
+            // `--scale -1`: a value may be a negative number.
             (Some(long), _) => Arg::new(s.key)
                 .long(long)
                 .value_name(s.value)
+                .allow_negative_numbers(true)
                 .action(ArgAction::Set),
             (None, Kind::Command) => Arg::new(s.key)
                 .value_name(s.value)
@@ -125,6 +127,13 @@ mod tests {
         let a = parse(["init", "--dry-run", "uvicorn", "app:app"]).unwrap();
         assert!(a.values("dry_run").is_some());
         assert_eq!(a.command(), ["uvicorn", "app:app"].map(OsString::from));
+    }
+
+    #[test]
+    fn a_value_may_be_negative() {
+        let a = parse(["init", "--scale", "-1"]).unwrap();
+        assert_eq!(a.values("scale").unwrap()[0].0, "-1");
+        assert!(a.command().is_empty());
     }
 
     #[test]

@@ -25,7 +25,8 @@ use thiserror::Error;
 use toml::de::DeValue;
 
 use crate::vocab::{
-    ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule, WaitTarget, Workers,
+    ControlSocket, ListenAddr, LogFormat, ReadyMode, Request, RestartPolicy, Signal, SignalRule,
+    WaitTarget, Workers,
 };
 pub use cli::{parse as parse_args, Args};
 use layers::Layers;
@@ -83,6 +84,12 @@ pub struct Config {
     pub dry_run: bool,
     pub json: bool,
     pub probe: Option<WaitTarget>,
+    /// A request to the running init (`--status`, `--reload`, `--scale`,
+    /// `--stop`, `--probe ready`): this run is its client.
+    pub request: Option<Request>,
+    pub control: ControlSocket,
+    /// `--metrics`: None when off.
+    pub metrics: Option<ListenAddr>,
     /// None means plain mode.
     pub workers: Option<Workers>,
     pub cpus: Option<f64>,
@@ -262,7 +269,18 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         )));
     }
     check_signal_rules(c)?;
-    if c.probe.is_none() && c.command.is_empty() {
+    if let (Some(r), Some(_)) = (c.request, &c.probe) {
+        return Err(ConfigError::Invalid(format!(
+            "{} cannot be combined with --probe URL",
+            r.option()
+        )));
+    }
+    if c.request.is_some() && c.control == ControlSocket::Off {
+        return Err(ConfigError::Invalid(
+            "--control none: there is no control socket to ask".into(),
+        ));
+    }
+    if c.probe.is_none() && c.request.is_none() && c.command.is_empty() {
         return Err(ConfigError::Invalid(
             "no command to run: give one after the options (init [OPTIONS] -- COMMAND [ARG]...) or as `command` in the config file".into(),
         ));

@@ -19,10 +19,9 @@ use super::steps::Step;
 use super::words::split_command;
 use super::Config;
 use crate::vocab::{
-    self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
-    parse_log_format, parse_ready, parse_restart, parse_signal, parse_signal_rule, parse_workers,
-    ListenAddr,
-    WaitTarget, MAX_LISTENERS,
+    self, parse_bool, parse_bytes, parse_control, parse_count, parse_cpus, parse_duration,
+    parse_f64, parse_log_format, parse_ready, parse_restart, parse_scale, parse_signal,
+    parse_signal_rule, parse_workers, ListenAddr, Request, WaitTarget, MAX_LISTENERS,
 };
 
 /// Parses one value as the user wrote it and stores it in the config; the
@@ -153,22 +152,97 @@ pub static SETTINGS: &[Setting] = &[
             c.json = parse_bool(v)?;
             Ok(())
         }),
-        help: "With --dry-run: print the plan as one JSON document",
+        help: "With --dry-run: print the plan as one JSON document; with --status, the status",
         why: "The variable goes with `CINIT_DRY_RUN=1` for the same reason.",
         ..BASE
     },
     Setting {
         key: "probe",
         option: Some("probe"),
-        value: "URL",
+        value: "URL|ready",
         env: None,
         toml: false,
         kind: Kind::Scalar(|c, v| {
+            if v.trim() == "ready" {
+                return request(c, Request::Ready);
+            }
             c.probe = Some(WaitTarget::parse(v)?);
             Ok(())
         }),
-        help: "Probe URL once (tcp://, http://, unix://, file://) and exit 0 if it answers, 1 if not: a HEALTHCHECK for images without curl",
-        why: "A health check names its URL on its own command line; a variable would turn every start of the image into a probe.",
+        help: "Probe URL once (tcp://, http://, unix://, file://) and exit 0 if it answers, 1 if not: a HEALTHCHECK for images without curl. `ready` asks the running init instead: 0 only while it runs, is not stopping, and every worker slot has a ready worker",
+        why: "A health check names its URL on its own command line; a variable would turn every start of the image into a probe. `ready` never touches the app (no access-log line per probe) and needs no shell or client in the image (docs/status.md).",
+        ..BASE
+    },
+    Setting {
+        key: "status",
+        option: Some("status"),
+        env: None,
+        toml: false,
+        kind: Kind::Switch(|c, v| switch_request(c, v, Request::Status)),
+        help: "Show what the running init does: phase, each worker (pid, state, ready, uptime, restarts, last exit, memory, CPU, STATUS=), the sockets' accept queues, the limits; with --json as one JSON document",
+        why: "`docker exec CONTAINER /init --status` works in a FROM scratch image, where there is no `ps` (docs/status.md).",
+        ..BASE
+    },
+    Setting {
+        key: "reload",
+        option: Some("reload"),
+        env: None,
+        toml: false,
+        kind: Kind::Switch(|c, v| switch_request(c, v, Request::Reload)),
+        help: "Ask the running init for a rolling restart, as SIGHUP does",
+        why: "The same as `kill -HUP 1`, from a tool that may not have `kill`, with an answer.",
+        ..BASE
+    },
+    Setting {
+        key: "scale",
+        option: Some("scale"),
+        value: "N|+N|-N",
+        env: None,
+        toml: false,
+        kind: Kind::Scalar(|c, v| request(c, Request::Scale(parse_scale(v)?))),
+        help: "Ask the running init for N workers, or N more or fewer (1 to --max-workers, as SIGTTIN and SIGTTOU do)",
+        why: "TTIN and TTOU add or remove one worker; this sets any count within the same bounds.",
+        ..BASE
+    },
+    Setting {
+        key: "stop",
+        option: Some("stop"),
+        env: None,
+        toml: false,
+        kind: Kind::Switch(|c, v| switch_request(c, v, Request::Stop)),
+        help: "Ask the running init to shut down, as SIGTERM does",
+        why: "The same as `kill -TERM 1`, with an answer; asked again while stopping, it changes nothing (a second SIGTERM would kill everything).",
+        ..BASE
+    },
+    Setting {
+        key: "control",
+        option: Some("control"),
+        value: "PATH|none",
+        env: Some("CINIT_CONTROL"),
+        kind: Kind::Scalar(|c, v| {
+            c.control = parse_control(v)?;
+            Ok(())
+        }),
+        default: Default::Described("/run/cinit.sock; $XDG_RUNTIME_DIR/cinit.sock or /tmp/cinit.sock when /run is not writable"),
+        help: "The control socket (mode 0600, root or the init's own uid only) that --status, --reload, --scale, --stop and --probe ready talk to; none: no socket",
+        why: "`/run` is where runtime sockets live; a FROM scratch image has none, so the init makes it. The clients look in the same places (or where `--control`/`CINIT_CONTROL` says).",
+        ..BASE
+    },
+    Setting {
+        key: "metrics",
+        option: Some("metrics"),
+        value: "ADDR",
+        env: Some("CINIT_METRICS"),
+        kind: Kind::Scalar(|c, v| {
+            c.metrics = match v.trim() {
+                "none" | "off" => None,
+                v => Some(ListenAddr::parse(v)?),
+            };
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Serve GET /metrics (Prometheus text format, names cinit_*) on ADDR (host:port or unix:/path)",
+        why: "Off: a port is the operator's choice, and the page shows pids and counts to whoever reaches it. Served from the init's own event loop, read only when scraped (docs/status.md).",
         ..BASE
     },
     Setting {
@@ -657,6 +731,24 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
 ];
+
+/// Records a client request; two of them cannot be combined.
+fn request(c: &mut Config, r: Request) -> Result<(), String> {
+    match c.request {
+        Some(other) if other != r => Err(format!("cannot be combined with {}", other.option())),
+        _ => {
+            c.request = Some(r);
+            Ok(())
+        }
+    }
+}
+
+fn switch_request(c: &mut Config, v: &str, r: Request) -> Result<(), String> {
+    if parse_bool(v)? {
+        request(c, r)?;
+    }
+    Ok(())
+}
 
 /// `--wait-for URL`, `{ wait_for = "URL" }`.
 pub fn wait_for_step(c: &Config, v: &str) -> Result<Step, String> {

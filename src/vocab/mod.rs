@@ -1,7 +1,7 @@
 //! The words every module shares, and nothing else: signals, durations and
 //! sizes, listen addresses, wait-for targets, the worker count, the
-//! restart policy, the log format. Each comes with its parser and its
-//! printed form.
+//! restart policy, the log format, the control socket and scaling. Each
+//! comes with its parser and its printed form.
 //!
 //! This module imports nothing from the crate: configuration parses into
 //! these types, and every other module (the OS edges included) uses them
@@ -9,12 +9,14 @@
 //! other, a word belongs here.
 
 mod addr;
+mod control;
 mod signal;
 mod target;
 mod units;
 mod words;
 
 pub use addr::{ListenAddr, MAX_LISTENERS, MAX_UNIX_PATH};
+pub use control::{parse_control, parse_scale, ControlSocket, Request, Scale, CONTROL_FILE};
 pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
 pub use target::{url_host, Target as WaitTarget};
 pub use units::{
