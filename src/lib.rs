@@ -37,6 +37,7 @@ pub mod reaper;
 pub mod resources;
 pub mod signals;
 pub mod sizing;
+pub mod status;
 pub mod supervisor;
 pub mod vocab;
 

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::report::{Report, StepLabel};
 use crate::reaper::Status;
-use crate::vocab::{Signal, WaitTarget};
+use crate::vocab::{Scale, Signal, WaitTarget};
 
 /// A worker slot: which program, which slot of it. Slots keep their
 /// number across restarts (`CINIT_WORKER_ID`).
@@ -139,6 +139,41 @@ pub enum Event {
     NoChildren {
         others_alive: bool,
     },
+    /// A command through the control socket, from `by`: it does what the
+    /// signal does (HUP, TTIN/TTOU, TERM), whatever `--signal-map` says
+    /// of the signal.
+    Control {
+        command: Command,
+        by: Peer,
+    },
+}
+
+/// What a client of the control socket asks the init to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// A rolling restart (HUP).
+    Reload,
+    /// A worker count, or a change of it (TTIN/TTOU by any amount).
+    Scale(Scale),
+    /// A graceful shutdown (TERM).
+    Stop,
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Reload => f.write_str("reload"),
+            Command::Scale(s) => write!(f, "scale {s}"),
+            Command::Stop => f.write_str("stop"),
+        }
+    }
+}
+
+/// Who sent a control request (SO_PEERCRED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
 }
 
 /// What the init reports to its own NOTIFY_SOCKET.

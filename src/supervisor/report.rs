@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::events::Who;
+use super::events::{Peer, Who};
 use crate::log::Level;
 use crate::reaper::Status;
 use crate::vocab::{format_bytes, format_duration, format_number, format_uptime, Signal};
@@ -277,6 +277,22 @@ pub enum Report {
         step: StepLabel,
         signal: Signal,
     },
+    /// A command came through the control socket.
+    Requested {
+        command: String,
+        by: Peer,
+    },
+    /// A control command that cannot be done now.
+    Refused {
+        command: String,
+        why: &'static str,
+    },
+    /// `init --reload`: the same as HUP's `Reload`, without the signal.
+    Reloading,
+    /// `init --stop`: the same as TERM's `Shutdown`, without the signal.
+    Stopping {
+        delay: Option<Duration>,
+    },
 }
 
 fn status_fields(f: &mut Vec<(&'static str, Value)>, status: Status) {
@@ -319,7 +335,7 @@ impl Report {
                 Next::Done => Level::Info,
             },
             StoppedChild { resumed: false, .. } => Level::Warn,
-            Dropped { .. } => Level::Notice,
+            Dropped { .. } | Requested { .. } | Refused { .. } => Level::Notice,
             // A shutdown delay in plain mode changes when the child hears
             // of the stop: worth a line where info is silenced.
             Shutdown {
@@ -373,6 +389,10 @@ impl Report {
             StepTimeout { .. } => "prestart_timeout",
             StepFailed { .. } => "prestart_failed",
             StepInterrupted { .. } => "prestart_interrupted",
+            Requested { .. } => "control",
+            Refused { .. } => "control_refused",
+            Reloading => "reload",
+            Stopping { .. } => "shutdown",
         }
     }
 
@@ -546,7 +566,18 @@ impl Report {
                 f.push(("step", step.n.into()));
                 f.push(("signal", signal.name().into()));
             }
-            AllFinished | LeftoversKilled | Reload | StepSkip { .. } => {}
+            Requested { command, by } => {
+                f.push(("command", command.as_str().into()));
+                f.push(("peer_pid", by.pid.into()));
+                f.push(("peer_uid", by.uid.into()));
+            }
+            Refused { command, .. } => f.push(("command", command.as_str().into())),
+            Stopping { delay } => {
+                if let Some(d) = delay {
+                    f.push(("delay_s", secs(*d)));
+                }
+            }
+            AllFinished | LeftoversKilled | Reload | Reloading | StepSkip { .. } => {}
         }
         f
     }
@@ -817,6 +848,19 @@ impl fmt::Display for Report {
             StepInterrupted { step, signal } => {
                 write!(f, "{signal} during pre-start step {step}: no worker started")
             }
+            Requested { command, by } => write!(
+                f,
+                "control socket: {command} asked by pid {} (uid {})",
+                by.pid, by.uid
+            ),
+            Refused { command, why } => write!(f, "{command} refused: {why}"),
+            Reloading => f.write_str("re-reading limits, then replacing every worker one by one"),
+            Stopping { delay: None } => f.write_str("stopping"),
+            Stopping { delay: Some(d) } => write!(
+                f,
+                "still serving for {} (shutdown delay), then stopping",
+                format_duration(*d)
+            ),
         }
     }
 }

@@ -33,12 +33,16 @@
 //! slot's replacement, the retiring list, the running step); `Exit` is
 //! emitted once, last; nothing is spawned outside `Running`.
 
+mod control;
 mod prestart;
 mod program;
 mod ready;
 mod roll;
+mod snapshot;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_control;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -185,6 +189,7 @@ impl Machine {
             Event::Unseen { pid } => self.unseen(pid),
             Event::Notified { chain, message } => self.notified(&chain, message, now),
             Event::NoChildren { others_alive } => self.no_children(others_alive, now),
+            Event::Control { command, by } => self.control(command, by, now),
         }
     }
 

@@ -77,7 +77,7 @@ impl StepRun {
 }
 
 impl Machine {
-    fn label(&self) -> StepLabel {
+    pub(super) fn label(&self) -> StepLabel {
         let run = self.step.as_ref();
         StepLabel {
             n: run.map_or(0, |r| r.index + 1),

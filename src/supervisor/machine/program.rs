@@ -104,6 +104,13 @@ pub(super) struct Slot {
     pub last_exit: Option<LastExit>,
 }
 
+impl Slot {
+    /// Its worker exited and is not restarted (restart policy).
+    pub fn finished(&self) -> bool {
+        self.finished.is_some()
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Retiring {
     pub pid: Pid,
@@ -133,6 +140,9 @@ pub(super) struct Program {
     pub ever_started: bool,
     /// When to look at the starting workers' /proc again (`listen`).
     pub listen_check_at: Option<Instant>,
+    /// The restarts of slots scaled away, so that the program's totals
+    /// never go down (they are counters for the metrics).
+    pub removed_restarts: BTreeMap<Why, u32>,
 }
 
 impl Program {
@@ -146,6 +156,7 @@ impl Program {
             cursor: 0,
             ever_started: false,
             listen_check_at: None,
+            removed_restarts: BTreeMap::new(),
         }
     }
 

@@ -116,7 +116,7 @@ impl Machine {
         self.scale_to(p, n, now)
     }
 
-    fn scale_to(&mut self, p: usize, n: u32, now: Instant) -> Vec<Action> {
+    pub(super) fn scale_to(&mut self, p: usize, n: u32, now: Instant) -> Vec<Action> {
         let n = n.max(1);
         let before = self.worker_count(p);
         if n == before {
@@ -137,6 +137,9 @@ impl Machine {
         while prog.slots.len() as u32 > n {
             let slot = prog.slots.len() as u32 - 1;
             let Some(sl) = prog.slots.pop() else { break };
+            for (why, n) in &sl.restarts {
+                *prog.removed_restarts.entry(*why).or_default() += n;
+            }
             for w in sl.current.into_iter().chain(sl.replacement) {
                 out.push(prog.retire(w.pid, slot, now));
             }

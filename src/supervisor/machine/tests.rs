@@ -13,7 +13,7 @@ use crate::supervisor::events::{Action, Event, SlotId, StartFailure, Step, Upstr
 use crate::supervisor::report::{Next, Report, Why};
 use crate::vocab::{ReadyMode, RestartPolicy, Signal, SignalRule, WaitTarget};
 
-fn program(n: u32, plain: bool) -> ProgramSettings {
+pub(super) fn program(n: u32, plain: bool) -> ProgramSettings {
     ProgramSettings {
         name: Arc::from(""),
         count: n,
@@ -35,7 +35,7 @@ fn program(n: u32, plain: bool) -> ProgramSettings {
     }
 }
 
-fn settings(n: u32, plain: bool) -> Settings {
+pub(super) fn settings(n: u32, plain: bool) -> Settings {
     Settings {
         plain,
         pid1: false,
@@ -49,11 +49,11 @@ fn settings(n: u32, plain: bool) -> Settings {
     }
 }
 
-fn pid(n: i32) -> Pid {
+pub(super) fn pid(n: i32) -> Pid {
     Pid::from_raw(n)
 }
 
-fn slot(n: u32) -> SlotId {
+pub(super) fn slot(n: u32) -> SlotId {
     SlotId {
         program: 0,
         slot: n,
@@ -65,14 +65,14 @@ fn rt(n: i32) -> Signal {
 }
 
 /// Actions that are not reports or upstream notes.
-fn acts(actions: Vec<Action>) -> Vec<Action> {
+pub(super) fn acts(actions: Vec<Action>) -> Vec<Action> {
     actions
         .into_iter()
         .filter(|a| !matches!(a, Action::Report(_) | Action::Upstream(_)))
         .collect()
 }
 
-fn upstream(actions: &[Action]) -> Vec<Upstream> {
+pub(super) fn upstream(actions: &[Action]) -> Vec<Upstream> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -82,7 +82,7 @@ fn upstream(actions: &[Action]) -> Vec<Upstream> {
         .collect()
 }
 
-fn reports(actions: &[Action]) -> Vec<Report> {
+pub(super) fn reports(actions: &[Action]) -> Vec<Report> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -94,7 +94,7 @@ fn reports(actions: &[Action]) -> Vec<Report> {
 
 /// A machine past start-up with `n` workers started at `t0` as pids 100,
 /// 101, ...
-fn running_with(s: Settings) -> (Machine, Instant) {
+pub(super) fn running_with(s: Settings) -> (Machine, Instant) {
     let t0 = Instant::now();
     let n = s.programs[0].count;
     let mut m = Machine::new(s);
@@ -120,11 +120,11 @@ fn running_with(s: Settings) -> (Machine, Instant) {
     (m, t0)
 }
 
-fn running(n: u32, plain: bool) -> (Machine, Instant) {
+pub(super) fn running(n: u32, plain: bool) -> (Machine, Instant) {
     running_with(settings(n, plain))
 }
 
-fn exited(m: &mut Machine, p: i32, status: Status, at: Instant) -> Vec<Action> {
+pub(super) fn exited(m: &mut Machine, p: i32, status: Status, at: Instant) -> Vec<Action> {
     m.on_event(
         Event::Exited {
             pid: pid(p),
@@ -134,15 +134,15 @@ fn exited(m: &mut Machine, p: i32, status: Status, at: Instant) -> Vec<Action> {
     )
 }
 
-fn sig(m: &mut Machine, s: Signal, at: Instant) -> Vec<Action> {
+pub(super) fn sig(m: &mut Machine, s: Signal, at: Instant) -> Vec<Action> {
     m.on_event(Event::Signal(s), at)
 }
 
-fn tick(m: &mut Machine, at: Instant) -> Vec<Action> {
+pub(super) fn tick(m: &mut Machine, at: Instant) -> Vec<Action> {
     m.on_event(Event::Tick, at)
 }
 
-fn no_children(m: &mut Machine, at: Instant) -> Vec<Action> {
+pub(super) fn no_children(m: &mut Machine, at: Instant) -> Vec<Action> {
     assert!(m.awaiting_no_children(at), "not awaiting the last child");
     m.on_event(
         Event::NoChildren {
@@ -152,7 +152,7 @@ fn no_children(m: &mut Machine, at: Instant) -> Vec<Action> {
     )
 }
 
-fn spawned(m: &mut Machine, s: u32, replacement: bool, p: i32, at: Instant) {
+pub(super) fn spawned(m: &mut Machine, s: u32, replacement: bool, p: i32, at: Instant) {
     m.on_event(
         Event::Spawned {
             slot: slot(s),
@@ -163,7 +163,7 @@ fn spawned(m: &mut Machine, s: u32, replacement: bool, p: i32, at: Instant) {
     );
 }
 
-fn after(t: Instant, ms: u64) -> Instant {
+pub(super) fn after(t: Instant, ms: u64) -> Instant {
     t + Duration::from_millis(ms)
 }
 
