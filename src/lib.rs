@@ -16,12 +16,16 @@
 //!   on a current-thread event loop performs, fed by `signals` (signalfd)
 //!   and `reaper` (the only caller of `waitpid`);
 //! * `process` forks and execs (`process::sys` is the one unsafe module),
-//!   `listeners` binds the shared sockets, `log` writes without blocking.
+//!   `listeners` binds the shared sockets, `log` writes without blocking;
+//! * `control` serves the control socket and the metrics page from the
+//!   supervisor's loop, and is the client of `init --status` and friends;
+//!   `status` is the document they show, `procfs` reads memory and CPU.
 //!
 //! `run` maps every error to the exit codes of the README's table in one
 //! place (`error`).
 
 pub mod config;
+pub mod control;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -77,6 +81,9 @@ where
     }
     if let Some(target) = &config.probe {
         return supervisor::probe(target);
+    }
+    if let Some(request) = config.request {
+        return Ok(control::client::run(request, config.json, &config.control));
     }
     let plan = plan::Plan::build(&config);
     if config.dry_run {

@@ -57,6 +57,12 @@ impl Listener {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+
+    /// A second fd for the same socket (close-on-exec), for the event
+    /// loop to accept on; this `Listener` keeps the socket file.
+    pub fn try_clone_fd(&self) -> std::io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
 }
 
 /// The socket file of a unix listener goes with the init, as gunicorn's

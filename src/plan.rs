@@ -22,7 +22,8 @@ use crate::sizing::{self, Sizing, SizingInput};
 use crate::vocab::ReadyMode;
 use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
-    format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
+    format_number, ControlSocket, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule,
+    Workers, CONTROL_FILE,
 };
 
 /// The pre-start step: one type from the configuration to the supervisor.
@@ -53,10 +54,24 @@ pub struct Plan {
     pub reaper: &'static str,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
+    /// The control socket (docs/status.md): `path`, and the `fallbacks`
+    /// tried in order when its directory is not writable; null with
+    /// `--control none`.
+    pub control: Option<ControlPlan>,
+    #[serde(skip)]
+    pub control_setting: ControlSocket,
+    /// `--metrics`: where `GET /metrics` is served; null when off.
+    pub metrics: Option<ListenAddr>,
     pub warnings: Vec<String>,
     /// What HUP needs to size again with fresh limits.
     #[serde(skip)]
     pub resize: Option<(PathBuf, SizingInput)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ControlPlan {
+    pub path: PathBuf,
+    pub fallbacks: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -344,6 +359,22 @@ impl Plan {
             reaper: if pid1 { "pid1" } else { "subreaper" },
             log_format: config.log_format,
             config_file: config.file.clone(),
+            control: match &config.control {
+                ControlSocket::Off => None,
+                ControlSocket::Path(p) => Some(ControlPlan {
+                    path: p.clone(),
+                    fallbacks: Vec::new(),
+                }),
+                ControlSocket::Auto => Some(ControlPlan {
+                    path: PathBuf::from("/run").join(CONTROL_FILE),
+                    fallbacks: vec![
+                        format!("$XDG_RUNTIME_DIR/{CONTROL_FILE}"),
+                        format!("/tmp/{CONTROL_FILE}"),
+                    ],
+                }),
+            },
+            control_setting: config.control.clone(),
+            metrics: config.metrics.clone(),
             warnings,
             resize,
         }
@@ -567,6 +598,27 @@ impl Plan {
                 "PID 1: every orphan in the container is reaped"
             } else {
                 "child subreaper: orphans of the command are reaped"
+            }
+        );
+        let control = match &self.control {
+            None => "none (--control none)".to_string(),
+            Some(c) if c.fallbacks.is_empty() => c.path.display().to_string(),
+            Some(c) => format!(
+                "{} (or {} when /run is not writable)",
+                c.path.display(),
+                c.fallbacks.join(", ")
+            ),
+        };
+        let _ = writeln!(
+            o,
+            "control     {control}: init --status, --reload, --scale, --stop, --probe ready"
+        );
+        let _ = writeln!(
+            o,
+            "metrics     {}",
+            match &self.metrics {
+                Some(a) => format!("GET /metrics on {a}"),
+                None => "off".into(),
             }
         );
         if !self.warnings.is_empty() {

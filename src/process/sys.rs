@@ -395,6 +395,34 @@ pub fn listen(fd: &OwnedFd, backlog: i32) -> io::Result<()> {
     }
 }
 
+/// A listening TCP socket's accept queue: (waiting, most), from
+/// `TCP_INFO` (for a listener the kernel puts the queue length in
+/// `tcpi_unacked` and the backlog in `tcpi_sacked`). Read as the kernel's
+/// fixed layout (8 one-byte fields, then u32s: rto, ato, snd_mss,
+/// rcv_mss, unacked at byte 24, sacked at 28), not a libc struct, whose
+/// definition differs between C libraries. None for a socket that is not
+/// TCP.
+pub fn accept_queue(fd: RawFd) -> Option<(u32, u32)> {
+    let mut buf = [0u8; 32];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `buf`, which is
+    // that long, and updates `len`; the fd is one the caller holds.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r != 0 || (len as usize) < 32 {
+        return None;
+    }
+    let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+    Some((word(24), word(28)))
+}
+
 /// True while any process other than the init itself is left in its PID
 /// namespace (`kill(-1, 0)`); meaningful only as PID 1.
 pub fn others_alive() -> bool {
@@ -581,5 +609,24 @@ mod tests {
         assert!(find_program(OsStr::new("sh"), None).is_ok());
         let e = find_program(OsStr::new("no-such-program-cinit"), None).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn accept_queue_counts_connections_not_yet_accepted() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert_eq!(accept_queue(l.as_raw_fd()).map(|q| q.0), Some(0));
+        let _a = std::net::TcpStream::connect(addr).unwrap();
+        let _b = std::net::TcpStream::connect(addr).unwrap();
+        let (waiting, most) = accept_queue(l.as_raw_fd()).unwrap();
+        assert_eq!(waiting, 2);
+        assert!(most >= 2, "{most}");
+        let u = std::os::unix::net::UnixListener::bind(
+            std::env::temp_dir().join(format!("cinit-sys-{}.sock", std::process::id())),
+        );
+        if let Ok(u) = u {
+            assert_eq!(accept_queue(u.as_raw_fd()), None, "not TCP");
+            let _ = std::fs::remove_file(u.local_addr().unwrap().as_pathname().unwrap());
+        }
     }
 }

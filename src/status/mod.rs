@@ -97,9 +97,14 @@ impl SlotState {
     }
 }
 
+/// The version of the status document; bumped only for incompatible
+/// changes.
+pub const SCHEMA: u32 = 1;
+
 /// The whole status.
 #[derive(Clone, Debug, Serialize)]
 pub struct Status {
+    pub schema: u32,
     /// The init's pid (1 in a container).
     pub pid: i32,
     /// "plain" or "workers".

@@ -170,11 +170,7 @@ impl std::fmt::Display for Command {
 }
 
 /// Who sent a control request (SO_PEERCRED).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    pub pid: i32,
-    pub uid: u32,
-}
+pub use crate::vocab::Peer;
 
 /// What the init reports to its own NOTIFY_SOCKET.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

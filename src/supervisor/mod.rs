@@ -8,16 +8,19 @@
 //! `Report`s (`report.rs`).
 //!
 //! The loop waits on the signalfd, the machine's next deadline, a wait-for
-//! probe while one runs, and the log fd while log lines wait for a slow
-//! reader; so an idle init with idle workers sleeps in epoll without a
-//! single wake-up.
+//! probe while one runs, the log fd while log lines wait for a slow
+//! reader, and the requests of the control socket and the metrics page
+//! (`control::server`: their connections live in tasks of their own, and
+//! only a complete request reaches the loop, which answers it at once
+//! from the machine's `snapshot` and /proc); so an idle init with idle
+//! workers sleeps in epoll without a single wake-up.
 
 mod events;
 mod leftovers;
 pub mod machine;
 pub mod report;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
@@ -28,18 +31,21 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-pub use events::{Action, Event, SlotId, StartFailure, Step, Upstream, Who};
+pub use events::{Action, Command, Event, SlotId, StartFailure, Step, Upstream, Who};
 use machine::{Machine, ProgramSettings, Settings};
 use report::Report;
 
+use crate::control::protocol;
+use crate::control::server::{Asked, Query, Served};
 use crate::error::Error;
 use crate::listeners::{self, Listener};
 use crate::plan::{Mode, Plan, StepPlan};
 use crate::process::{self, sys, SpawnError};
 use crate::reaper::{self, Status};
 use crate::signals::Signals;
-use crate::vocab::{Signal, WaitTarget};
-use crate::{notify, readiness};
+use crate::status;
+use crate::vocab::{Request, Signal, WaitTarget};
+use crate::{notify, procfs, readiness};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
@@ -83,9 +89,15 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             ));
         }
     }
+    let started = (Instant::now(), wall_clock());
     let rt = runtime()?;
     rt.block_on(async {
         let signals = Signals::install().map_err(|e| Error::io("set up signal handling", e))?;
+        let served = crate::control::server::start(
+            crate::control::server_path(&plan.control_setting),
+            plan.metrics.as_ref(),
+        )
+        .map_err(|e| Error::Failed(e.to_string()))?;
         let workers = plan.mode == Mode::Workers;
         let notify = if workers {
             match notify::Socket::bind() {
@@ -116,6 +128,9 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             plan: &plan,
             pid1,
             sockets: Vec::new(),
+            served: Some(served),
+            started,
+            cpu_seen: HashMap::new(),
         };
         shell.supervise(signals).await
     })
@@ -193,6 +208,20 @@ struct Shell<'a> {
     /// the init's own group when that command ends.
     terminal_step: Option<Pid>,
     sockets: Vec<Listener>,
+    /// The control socket and the metrics page, until the loop takes them.
+    served: Option<Served>,
+    /// When the init started: monotonic, and Unix time in seconds.
+    started: (Instant, f64),
+    /// Each worker's CPU ticks at the last request that read them, for
+    /// the CPU% of the next (live pids only).
+    cpu_seen: HashMap<i32, (u64, Instant)>,
+}
+
+fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
 /// The log's fd, watched for writability while lines wait.
@@ -217,6 +246,7 @@ impl Shell<'_> {
             None => None,
         };
         let self_pid = sys::own_pid();
+        let mut served = self.served.take();
         loop {
             while let Some(action) = queue.pop_front() {
                 if let Action::Exit(code) = action {
@@ -292,6 +322,12 @@ impl Shell<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let asked = async {
+                match served.as_mut() {
+                    Some(s) => s.asked.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let events: Vec<Event> = tokio::select! {
                 received = signals.next() => {
                     let received = received.map_err(|e| Error::io("read signals", e))?;
@@ -310,6 +346,10 @@ impl Shell<'_> {
                     vec![Event::WaitDone(result)]
                 }
                 () = log_writable => Vec::new(),
+                Some(a) = asked => {
+                    self.answer(a, &mut machine, &mut queue);
+                    Vec::new()
+                }
                 messages = notified => messages
                     .into_iter()
                     .map(|(pid, text)| Event::Notified {
@@ -324,6 +364,175 @@ impl Shell<'_> {
             for event in events {
                 queue.extend(machine.on_event(event, Instant::now()));
             }
+        }
+    }
+
+    /// Answers a client of the control socket or the metrics page, from
+    /// the machine's state now; a command's actions join the queue.
+    fn answer(&mut self, asked: Asked, machine: &mut Machine, queue: &mut VecDeque<Action>) {
+        let now = Instant::now();
+        let fields = |pairs: Vec<(&str, serde_json::Value)>| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let text = match asked.query {
+            Query::Metrics => status::metrics::render(&self.status(machine, now)),
+            Query::Control { ask, by } => {
+                let command = match ask.request {
+                    Request::Status => {
+                        let s = self.status(machine, now);
+                        let _ = asked.reply.send(if ask.text {
+                            protocol::ok(fields(vec![("text", status::text::render(&s).into())]))
+                        } else {
+                            match serde_json::to_value(&s) {
+                                Ok(v) => protocol::ok(fields(vec![("status", v)])),
+                                Err(e) => {
+                                    protocol::error(&format!("failed to encode the status: {e}"))
+                                }
+                            }
+                        });
+                        return;
+                    }
+                    Request::Ready => {
+                        let s = machine.snapshot(now);
+                        let ready: u32 = s.programs.iter().map(|p| p.ready).sum();
+                        let slots: u32 = s.programs.iter().map(|p| p.workers).sum();
+                        let message = if s.ready {
+                            format!("ready: {ready}/{slots} worker(s) ready")
+                        } else if s.stopping {
+                            format!("not ready: {}", s.phase.as_str())
+                        } else if let Some(step) = &s.step {
+                            format!("not ready: pre-start step {step}")
+                        } else if s.phase != status::Phase::Running {
+                            format!("not ready: {}", s.phase.as_str())
+                        } else {
+                            format!("not ready: {ready}/{slots} worker(s) ready")
+                        };
+                        let _ = asked.reply.send(protocol::ok(fields(vec![
+                            ("ready", s.ready.into()),
+                            ("phase", s.phase.as_str().into()),
+                            ("workers", slots.into()),
+                            ("ready_workers", ready.into()),
+                            ("message", message.into()),
+                        ])));
+                        return;
+                    }
+                    Request::Reload => Command::Reload,
+                    Request::Scale(s) => Command::Scale(s),
+                    Request::Stop => Command::Stop,
+                };
+                let actions = machine.on_event(Event::Control { command, by }, now);
+                let mut refused = false;
+                let mut said = Vec::new();
+                for a in &actions {
+                    if let Action::Report(r) = a {
+                        refused |= matches!(
+                            r,
+                            Report::Refused { .. } | Report::AtMost { .. } | Report::Ignored { .. }
+                        );
+                        if !matches!(r, Report::Requested { .. }) {
+                            said.push(r.to_string());
+                        }
+                    }
+                }
+                queue.extend(actions);
+                let message = said.join("; ");
+                if refused {
+                    protocol::error(&message)
+                } else {
+                    protocol::ok(fields(vec![("message", message.into())]))
+                }
+            }
+        };
+        let _ = asked.reply.send(text);
+    }
+
+    /// The whole status: the machine's snapshot, and what /proc and the
+    /// sockets say now.
+    fn status(&mut self, machine: &Machine, now: Instant) -> status::Status {
+        let mut s = machine.snapshot(now);
+        s.pid = sys::own_pid();
+        s.uptime =
+            (now.saturating_duration_since(self.started.0).as_secs_f64() * 1000.0).round() / 1000.0;
+        s.started_at_s = (self.started.1 * 1000.0).round() / 1000.0;
+        for p in &mut s.programs {
+            p.source = self.plan.workers.source.clone();
+        }
+        let per_second = procfs::ticks_per_second();
+        let mut seen = HashMap::new();
+        for w in s.workers_mut() {
+            if let Some(m) = procfs::tree_memory(w.pid) {
+                w.memory_bytes = Some(m.best());
+                w.pss_bytes = m.pss;
+                w.rss_bytes = Some(m.rss);
+            }
+            if let Some(ticks) = procfs::tree_cpu_ticks(w.pid) {
+                let round = |v: f64| (v * 1000.0).round() / 1000.0;
+                w.cpu_s = Some(round(ticks as f64 / per_second as f64));
+                // Since the last request that looked, else since its start.
+                let since_start = Duration::from_secs_f64(w.uptime_s);
+                let (before, at) = self
+                    .cpu_seen
+                    .get(&w.pid)
+                    .copied()
+                    .unwrap_or((0, now.checked_sub(since_start).unwrap_or(now)));
+                let window = now.saturating_duration_since(at);
+                w.cpu_percent = Some(round(procfs::cpu_percent(
+                    ticks.saturating_sub(before),
+                    window,
+                    per_second,
+                )));
+                w.cpu_window_s = Some(round(window.as_secs_f64()));
+                seen.insert(w.pid, (ticks, now));
+            }
+        }
+        self.cpu_seen = seen;
+        s.listeners = self
+            .sockets
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let q = sys::accept_queue(l.raw_fd());
+                status::Listener {
+                    address: l.local.clone(),
+                    fd: process::FIRST_FD + i as i32,
+                    accept_queue: q.map(|q| q.0),
+                    accept_queue_max: q.map(|q| q.1),
+                }
+            })
+            .collect();
+        s.limits = Some(self.limits());
+        s
+    }
+
+    /// The limits now (read at the request), and for `auto` the count
+    /// they give.
+    fn limits(&self) -> status::Limits {
+        let root = self
+            .plan
+            .resize
+            .as_ref()
+            .map(|(root, _)| root.clone())
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let host = crate::resources::HostFacts::read(&root);
+        let res = crate::resources::detect(&root, &host);
+        let sizing = self.plan.resize.as_ref().map(|(_, input)| {
+            let z = crate::sizing::decide(input, &res);
+            status::Sizing {
+                count: z.count,
+                limited_by: z.limited_by,
+                formula: z.formula,
+            }
+        });
+        status::Limits {
+            cgroup: res.cgroup.clone(),
+            cpus: res.cpus.value,
+            cpus_source: res.cpus.source.clone(),
+            memory_bytes: res.memory.as_ref().map(|m| m.value),
+            memory_source: res.memory.as_ref().map(|m| m.source.clone()),
+            sizing,
         }
     }
 

@@ -77,6 +77,13 @@ impl Request {
     }
 }
 
+/// Who sent a control request, from the socket's SO_PEERCRED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: i32,
+    pub uid: u32,
+}
+
 /// `--scale N|+N|-N`: a worker count, or a change of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -16,7 +16,7 @@ mod units;
 mod words;
 
 pub use addr::{ListenAddr, MAX_LISTENERS, MAX_UNIX_PATH};
-pub use control::{parse_control, parse_scale, ControlSocket, Request, Scale, CONTROL_FILE};
+pub use control::{parse_control, parse_scale, ControlSocket, Peer, Request, Scale, CONTROL_FILE};
 pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
 pub use target::{url_host, Target as WaitTarget};
 pub use units::{

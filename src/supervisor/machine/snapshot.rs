@@ -41,6 +41,7 @@ impl Machine {
                     .all(|s| s.current.as_ref().is_some_and(serving))
             });
         status::Status {
+            schema: status::SCHEMA,
             pid: 0,
             mode: if self.settings.plain {
                 "plain"

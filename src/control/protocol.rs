@@ -1,0 +1,182 @@
+//! The control protocol, version 1 (docs/status.md).
+//!
+//! A client connects, writes one request (a JSON object on one line, at
+//! most `MAX_REQUEST` bytes, ended by `\n`), and reads one answer (a JSON
+//! object and `\n`), after which the init closes the connection.
+//!
+//! ```text
+//! {"version":1,"command":"status"}             {"version":1,"ok":true,"status":{...}}
+//! {"version":1,"command":"status","format":"text"}   ... "text":"..."
+//! {"version":1,"command":"ready"}              {"version":1,"ok":true,"ready":false,"phase":"prestart",...}
+//! {"version":1,"command":"reload"}             {"version":1,"ok":true,"message":"..."}
+//! {"version":1,"command":"scale","to":3}       ... or "by":-1
+//! {"version":1,"command":"stop"}
+//! anything wrong                               {"version":1,"ok":false,"error":"..."}
+//! ```
+//!
+//! Fields are only ever added within a version; a reader ignores fields
+//! it does not know. A request of a later version is answered with an
+//! error naming the version this init speaks.
+
+use serde_json::{json, Map, Value};
+
+use crate::vocab::{Request, Scale, MAX_WORKERS_LIMIT};
+
+pub const VERSION: u64 = 1;
+/// The longest request line accepted.
+pub const MAX_REQUEST: usize = 4096;
+
+/// A request, as the protocol carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ask {
+    pub request: Request,
+    /// For `status`: the text form instead of the document.
+    pub text: bool,
+}
+
+/// The request line a client sends.
+pub fn request_line(ask: &Ask) -> String {
+    let mut m = Map::new();
+    m.insert("version".into(), VERSION.into());
+    m.insert("command".into(), ask.request.name().into());
+    if ask.text {
+        m.insert("format".into(), "text".into());
+    }
+    match ask.request {
+        Request::Scale(Scale::To(n)) => {
+            m.insert("to".into(), n.into());
+        }
+        Request::Scale(Scale::By(d)) => {
+            m.insert("by".into(), d.into());
+        }
+        _ => {}
+    }
+    format!("{}\n", Value::Object(m))
+}
+
+/// Reads a request line (without its `\n`).
+pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
+    let v: Value = serde_json::from_slice(line)
+        .map_err(|e| format!("the request is not a JSON object: {e}"))?;
+    let m = v.as_object().ok_or("the request is not a JSON object")?;
+    match m.get("version") {
+        None => {}
+        Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
+        Some(other) => {
+            return Err(format!(
+                "protocol version {other} is not spoken here (this init speaks version {VERSION})"
+            ))
+        }
+    }
+    let command = m
+        .get("command")
+        .and_then(Value::as_str)
+        .ok_or("the request has no \"command\"")?;
+    let text = match m.get("format").map(|f| f.as_str()) {
+        None | Some(Some("json")) => false,
+        Some(Some("text")) => true,
+        Some(_) => return Err("\"format\" is \"json\" or \"text\"".into()),
+    };
+    let limit = MAX_WORKERS_LIMIT as i64;
+    let request = match command {
+        "status" => Request::Status,
+        "ready" => Request::Ready,
+        "reload" => Request::Reload,
+        "stop" => Request::Stop,
+        "scale" => match (
+            m.get("to").and_then(Value::as_i64),
+            m.get("by").and_then(Value::as_i64),
+        ) {
+            (Some(n), None) if (1..=limit).contains(&n) => Request::Scale(Scale::To(n as u32)),
+            (None, Some(d)) if d != 0 && (-limit..=limit).contains(&d) => {
+                Request::Scale(Scale::By(d as i32))
+            }
+            _ => {
+                return Err(format!(
+                    "\"scale\" takes \"to\" (1 to {limit}) or \"by\" (a change, not 0)"
+                ))
+            }
+        },
+        other => {
+            return Err(format!(
+                "unknown command {other:?} (status, ready, reload, scale, stop)"
+            ))
+        }
+    };
+    Ok(Ask { request, text })
+}
+
+/// A successful answer with these fields.
+pub fn ok(fields: Map<String, Value>) -> String {
+    let mut m = Map::new();
+    m.insert("version".into(), VERSION.into());
+    m.insert("ok".into(), true.into());
+    m.extend(fields);
+    format!("{}\n", Value::Object(m))
+}
+
+/// A failed answer.
+pub fn error(message: &str) -> String {
+    format!(
+        "{}\n",
+        json!({"version": VERSION, "ok": false, "error": message})
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(r: Request, text: bool) {
+        let ask = Ask { request: r, text };
+        let line = request_line(&ask);
+        assert!(line.ends_with('\n') && line.len() < MAX_REQUEST);
+        assert_eq!(parse_request(line.trim_end().as_bytes()), Ok(ask), "{line}");
+    }
+
+    #[test]
+    fn every_request_survives_the_wire() {
+        round(Request::Status, false);
+        round(Request::Status, true);
+        round(Request::Ready, false);
+        round(Request::Reload, false);
+        round(Request::Stop, false);
+        round(Request::Scale(Scale::To(3)), false);
+        round(Request::Scale(Scale::By(-2)), false);
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let e = |s: &str| parse_request(s.as_bytes()).unwrap_err();
+        assert!(e("").contains("not a JSON object"));
+        assert!(e("[1]").contains("not a JSON object"));
+        assert!(e("{\"version\":2,\"command\":\"status\"}").contains("speaks version 1"));
+        assert!(e("{\"version\":\"1\",\"command\":\"status\"}").contains("speaks version 1"));
+        assert!(e("{}").contains("no \"command\""));
+        assert!(e("{\"command\":\"rm -rf\"}").contains("unknown command"));
+        assert!(e("{\"command\":\"scale\"}").contains("\"to\""));
+        assert!(e("{\"command\":\"scale\",\"to\":0}").contains("\"to\""));
+        assert!(e("{\"command\":\"scale\",\"by\":0}").contains("\"by\""));
+        assert!(e("{\"command\":\"scale\",\"to\":2,\"by\":1}").contains("\"to\""));
+        assert!(e("{\"command\":\"scale\",\"to\":99999999999}").contains("\"to\""));
+        assert!(e("{\"command\":\"status\",\"format\":\"xml\"}").contains("format"));
+        // No version: version 1.
+        assert!(parse_request(b"{\"command\":\"ready\"}").is_ok());
+    }
+
+    #[test]
+    fn answers_are_one_json_line() {
+        let a = error("no \"x\"\nhere");
+        assert_eq!(a.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["version"], 1);
+        let mut f = Map::new();
+        f.insert("message".into(), "fine".into());
+        let v: Value = serde_json::from_str(&ok(f)).unwrap();
+        assert_eq!(
+            (v["ok"].as_bool(), v["message"].as_str()),
+            (Some(true), Some("fine"))
+        );
+    }
+}

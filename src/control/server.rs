@@ -1,0 +1,444 @@
+//! The control socket and the metrics page, served from the init's own
+//! event loop (current-thread tokio: no thread, no timer while idle).
+//!
+//! An accept task per socket hands each connection to a task of its own,
+//! which reads the request, passes it to the supervisor as an `Asked`
+//! over a channel, and writes the answer. The supervisor's loop answers
+//! from its state at once; everything that could wait on a client
+//! happens in the connection's task. Each connection is bounded:
+//!
+//! * in time: `DEADLINE` from accept to the last byte written, then it is
+//!   closed (a client that sends nothing is told so and dropped);
+//! * in size: a request longer than `protocol::MAX_REQUEST` (an HTTP head
+//!   longer than `MAX_HTTP_HEAD`) gets an error;
+//! * in number: past `MAX_CONNECTIONS` at once, a new connection is
+//!   closed at once (a control client reads a "busy" error).
+//!
+//! A control peer must be root or the init's own uid (SO_PEERCRED), on
+//! top of the socket file's mode 0600.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::{self, Ask};
+use crate::listeners::{self, BindError, Listener};
+use crate::vocab::{ListenAddr, Peer};
+
+/// From accept to the last byte of the answer.
+pub const DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once, per socket.
+pub const MAX_CONNECTIONS: usize = 16;
+/// The longest HTTP request head read.
+pub const MAX_HTTP_HEAD: usize = 8192;
+
+/// What a client asked, and where the answer goes.
+pub struct Asked {
+    pub query: Query,
+    pub reply: oneshot::Sender<String>,
+}
+
+pub enum Query {
+    /// A control request from `by`.
+    Control { ask: Ask, by: Peer },
+    /// A metrics scrape: the answer is the page.
+    Metrics,
+}
+
+/// The sockets being served; their files go when this is dropped.
+pub struct Served {
+    pub asked: mpsc::Receiver<Asked>,
+    /// Where the control socket is, if there is one.
+    pub control: Option<PathBuf>,
+    _sockets: Vec<Listener>,
+}
+
+/// Why a socket could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("failed to open the control socket: {0}")]
+    Control(#[source] BindError),
+    #[error("failed to open the metrics socket: {0}")]
+    Metrics(#[source] BindError),
+    #[error("failed to serve {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds and serves the control socket (at `control`: `(path, chosen by
+/// default)`) and the metrics page (at `metrics`). Must run inside the
+/// event loop. A default path that cannot be had (another init holds it,
+/// no writable directory) means no control socket, said in the log; a
+/// path or a metrics address that was asked for must work.
+pub fn start(
+    control: Option<(PathBuf, bool)>,
+    metrics: Option<&ListenAddr>,
+) -> Result<Served, ServeError> {
+    let (tx, rx) = mpsc::channel(2 * MAX_CONNECTIONS);
+    let mut sockets = Vec::new();
+    let mut path = None;
+    if let Some((p, default)) = control {
+        match bind_control(&p) {
+            Ok(l) => {
+                let fd = l.try_clone_fd().map_err(|source| ServeError::Io {
+                    what: "the control socket",
+                    source,
+                })?;
+                let std = std::os::unix::net::UnixListener::from(fd);
+                let listener = tokio_unix(std).map_err(|source| ServeError::Io {
+                    what: "the control socket",
+                    source,
+                })?;
+                let own_uid = nix::unistd::geteuid().as_raw();
+                tokio::spawn(accept_control(listener, tx.clone(), own_uid));
+                sockets.push(l);
+                path = Some(p);
+            }
+            Err(BindError::InUse { .. }) if default => crate::log::info(&format!(
+                "no control socket: {} belongs to another running init (--control PATH gives this one its own)",
+                p.display()
+            )),
+            Err(e) if default => crate::log::warn(&format!(
+                "no control socket (--control PATH chooses another place): {e}"
+            )),
+            Err(e) => return Err(ServeError::Control(e)),
+        }
+    }
+    if let Some(addr) = metrics {
+        let l = listeners::bind_all(std::slice::from_ref(addr), 64)
+            .map_err(ServeError::Metrics)?
+            .pop()
+            .expect("one address, one listener");
+        let io = |source| ServeError::Io {
+            what: "the metrics socket",
+            source,
+        };
+        let fd = l.try_clone_fd().map_err(io)?;
+        match addr {
+            ListenAddr::Tcp { .. } => {
+                let std = std::net::TcpListener::from(fd);
+                std.set_nonblocking(true).map_err(io)?;
+                let t = tokio::net::TcpListener::from_std(std).map_err(io)?;
+                tokio::spawn(accept_metrics_tcp(t, tx.clone()));
+            }
+            ListenAddr::Unix { .. } => {
+                let u = tokio_unix(std::os::unix::net::UnixListener::from(fd)).map_err(io)?;
+                tokio::spawn(accept_metrics_unix(u, tx.clone()));
+            }
+        }
+        crate::log::info(&format!("metrics on http://{}/metrics", l.local));
+        sockets.push(l);
+    }
+    Ok(Served {
+        asked: rx,
+        control: path,
+        _sockets: sockets,
+    })
+}
+
+fn tokio_unix(l: std::os::unix::net::UnixListener) -> std::io::Result<tokio::net::UnixListener> {
+    l.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(l)
+}
+
+/// The control socket, mode 0600. Before the chmod the file has the
+/// umask's mode (0755 with the usual 022: no one else may connect), and
+/// the peer check holds anyway.
+fn bind_control(path: &Path) -> Result<Listener, BindError> {
+    let addr = ListenAddr::Unix {
+        path: path.to_path_buf(),
+    };
+    let l = listeners::bind_all(std::slice::from_ref(&addr), 64)?
+        .pop()
+        .expect("one address, one listener");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        BindError::Bind {
+            addr: addr.to_string(),
+            source: e,
+        }
+    })?;
+    Ok(l)
+}
+
+/// Counts a connection while it lives.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(count: &Arc<AtomicUsize>) -> Option<Slot> {
+        if count.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(count.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// After a failed accept (EMFILE: out of fds), wait a little rather than
+/// spin on a socket that stays readable.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::Sender<Asked>, uid: u32) {
+    let count = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        let Some(slot) = Slot::take(&count) else {
+            let _ = stream
+                .try_write(protocol::error("busy: too many connections; try again").as_bytes());
+            continue;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _ = tokio::time::timeout(DEADLINE, control_connection(stream, tx, uid)).await;
+        });
+    }
+}
+
+async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>, uid: u32) {
+    let Ok(cred) = stream.peer_cred() else { return };
+    let by = Peer {
+        pid: cred.pid().unwrap_or(0),
+        uid: cred.uid(),
+    };
+    let answer = if by.uid != 0 && by.uid != uid {
+        protocol::error(&format!(
+            "refused: uid {} may not control this init (root or uid {uid} may)",
+            by.uid
+        ))
+    } else {
+        match read_request(&mut stream).await {
+            Err(e) => protocol::error(&e),
+            Ok(line) => match protocol::parse_request(&line) {
+                Err(e) => protocol::error(&e),
+                Ok(ask) => match ask_loop(&tx, Query::Control { ask, by }).await {
+                    Some(a) => a,
+                    None => return,
+                },
+            },
+        }
+    };
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Hands a query to the supervisor and waits for its answer; None when
+/// the init is going away.
+async fn ask_loop(tx: &mpsc::Sender<Asked>, query: Query) -> Option<String> {
+    let (reply, answer) = oneshot::channel();
+    tx.send(Asked { query, reply }).await.ok()?;
+    answer.await.ok()
+}
+
+/// One request line; an error for one too long or a connection closed
+/// before its end (a line without `\n` at EOF counts).
+async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = r
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("failed to read the request: {e}"))?;
+        if n == 0 {
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                return Err("no request".into());
+            }
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            buf.truncate(i);
+            return Ok(buf);
+        }
+        if buf.len() > protocol::MAX_REQUEST {
+            return Err(format!(
+                "the request is longer than {} bytes",
+                protocol::MAX_REQUEST
+            ));
+        }
+    }
+}
+
+async fn accept_metrics_tcp(listener: tokio::net::TcpListener, tx: mpsc::Sender<Asked>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        serve_http(stream, &count, &tx);
+    }
+}
+
+async fn accept_metrics_unix(listener: tokio::net::UnixListener, tx: mpsc::Sender<Asked>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        serve_http(stream, &count, &tx);
+    }
+}
+
+fn serve_http<S>(stream: S, count: &Arc<AtomicUsize>, tx: &mpsc::Sender<Asked>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Past the limit the connection is simply closed.
+    let Some(slot) = Slot::take(count) else {
+        return;
+    };
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let _ = tokio::time::timeout(DEADLINE, http_connection(stream, tx)).await;
+    });
+}
+
+/// What an HTTP request head asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HttpAsk {
+    /// `GET /metrics` (`head`: HEAD, no body).
+    Metrics {
+        head: bool,
+    },
+    /// Another path.
+    NotFound,
+    /// Another method.
+    NotAllowed,
+    BadRequest,
+}
+
+/// Reads the request line of an HTTP head.
+pub fn parse_http(head: &[u8]) -> HttpAsk {
+    let text = String::from_utf8_lossy(head);
+    let line = text.lines().next().unwrap_or("");
+    let mut words = line.split(' ');
+    let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next())
+    else {
+        return HttpAsk::BadRequest;
+    };
+    if words.next().is_some() || !version.starts_with("HTTP/1.") {
+        return HttpAsk::BadRequest;
+    }
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics") => HttpAsk::Metrics { head: false },
+        ("HEAD", "/metrics") => HttpAsk::Metrics { head: true },
+        ("GET" | "HEAD", _) => HttpAsk::NotFound,
+        _ => HttpAsk::NotAllowed,
+    }
+}
+
+fn http_answer(status: &str, extra: &str, body: &str, head: bool) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
+        if status.starts_with("200") {
+            "text/plain; version=0.0.4; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        },
+        body.len(),
+        if head { "" } else { body }
+    )
+}
+
+async fn http_connection<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, tx: mpsc::Sender<Asked>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    let ask = loop {
+        let n = match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            break parse_http(&buf);
+        }
+        if buf.len() > MAX_HTTP_HEAD {
+            break HttpAsk::BadRequest;
+        }
+    };
+    let answer = match ask {
+        HttpAsk::Metrics { head } => match ask_loop(&tx, Query::Metrics).await {
+            Some(page) => http_answer("200 OK", "", &page, head),
+            None => return,
+        },
+        HttpAsk::NotFound => http_answer("404 Not Found", "", "not found: try /metrics\n", false),
+        HttpAsk::NotAllowed => http_answer(
+            "405 Method Not Allowed",
+            "Allow: GET, HEAD\r\n",
+            "only GET /metrics\n",
+            false,
+        ),
+        HttpAsk::BadRequest => http_answer("400 Bad Request", "", "bad request\n", false),
+    };
+    let _ = s.write_all(answer.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_request_lines() {
+        let p = |s: &str| parse_http(s.as_bytes());
+        assert_eq!(
+            p("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            HttpAsk::Metrics { head: false }
+        );
+        assert_eq!(
+            p("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            HttpAsk::Metrics { head: false }
+        );
+        assert_eq!(
+            p("HEAD /metrics HTTP/1.1\r\n\r\n"),
+            HttpAsk::Metrics { head: true }
+        );
+        assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), HttpAsk::NotFound);
+        assert_eq!(p("POST /metrics HTTP/1.1\r\n\r\n"), HttpAsk::NotAllowed);
+        assert_eq!(p("GET /metrics\r\n\r\n"), HttpAsk::BadRequest);
+        assert_eq!(p("GET /metrics SPDY/3\r\n\r\n"), HttpAsk::BadRequest);
+        assert_eq!(p("\u{0}\u{1}"), HttpAsk::BadRequest);
+    }
+
+    #[test]
+    fn connections_are_counted_and_bounded() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let held: Vec<Slot> = (0..MAX_CONNECTIONS)
+            .map(|_| Slot::take(&count).unwrap())
+            .collect();
+        assert!(Slot::take(&count).is_none());
+        drop(held);
+        assert_eq!(count.load(Ordering::Relaxed), 0);
+        assert!(Slot::take(&count).is_some());
+    }
+}
