@@ -851,7 +851,9 @@ pub fn after_help() -> String {
          unset. Exit codes: plain mode the child's own (128+N if killed by signal N); worker \
          mode 0 after a clean shutdown; 126 not executable; 127 not found; 2 usage or \
          configuration error; a failed pre-start step its own code, or 1; 1 any other failure \
-         of the init (a crash loop).",
+         of the init (a crash loop). As a client of a running init (--status, --reload, \
+         --scale, --stop, --probe): 0 done (or ready), 1 refused or not ready, 3 no init \
+         answers.",
         and_list(&no_toml),
         and_list(&file_only),
         match no_env.len() {
@@ -959,7 +961,8 @@ mod tests {
         let t = after_help();
         assert!(
             t.starts_with(
-                "Every option except --config, --dry-run, --json and --probe is also a key"
+                "Every option except --config, --dry-run, --json, --probe, --status, --reload, \
+                 --scale and --stop is also a key"
             ),
             "{t}"
         );
@@ -967,6 +970,11 @@ mod tests {
             t.contains("the file also takes `steps` and `command`."),
             "{t}"
         );
-        assert!(t.contains("--probe has no environment variable"), "{t}");
+        assert!(
+            t.contains(
+                "--probe, --status, --reload, --scale and --stop have no environment variable"
+            ),
+            "{t}"
+        );
     }
 }

@@ -39,7 +39,8 @@
 //! Each document runs in a namespace of its own (`unshare --net --pid
 //! --fork --mount-proc`, one holder process that each block joins with
 //! `nsenter`): fixed ports such as 8000 are free there, `pgrep -nx init`
-//! finds only the document's own init, and nothing outlives the test. The
+//! finds only the document's own init, `/run` (where the control socket
+//! goes) is a tmpfs of its own, and nothing outlives the test. The
 //! working directory mirrors the repository (`tests/`, `examples/`, ...
 //! are links), with `target/release/` and `target/debug/` holding the
 //! `init` and `cinit-demo` under test, which also come first in `PATH`. No
@@ -313,7 +314,10 @@ impl Namespace {
                 "--mount-proc",
                 "sh",
                 "-c",
-                "ip link set lo up && exec sleep infinity",
+                // A /run of its own: the documents' inits put their
+                // control socket there (/run/cinit.sock), and another
+                // document's (or test's) init must not hold it.
+                "ip link set lo up && mount -t tmpfs -o mode=0755 tmpfs /run && exec sleep infinity",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -630,6 +634,7 @@ const DOCUMENTS: &[&str] = &[
     "docs/plan.md",
     "docs/prestart.md",
     "docs/sizing.md",
+    "docs/status.md",
     "docs/workers.md",
 ];
 
@@ -656,6 +661,11 @@ fn prestart() {
 #[test]
 fn sizing() {
     check("docs/sizing.md");
+}
+
+#[test]
+fn status() {
+    check("docs/status.md");
 }
 
 #[test]
