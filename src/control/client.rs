@@ -101,13 +101,16 @@ fn exchange(ask: &Ask, setting: &ControlSocket) -> Result<String, (i32, String)>
     };
     stream.set_read_timeout(Some(TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(TIMEOUT)).map_err(io)?;
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    // A write the init cut short (it refused before reading all of it)
+    // still leaves its answer to read.
+    let written = stream.write_all(line.as_bytes());
     let mut answer = String::new();
     stream
         .take(MAX_ANSWER)
         .read_to_string(&mut answer)
         .map_err(io)?;
     if answer.trim().is_empty() {
+        written.map_err(io)?;
         return Err((
             NO_INIT,
             "the init closed the connection without an answer".into(),

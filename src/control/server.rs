@@ -7,8 +7,9 @@
 //! from its state at once; everything that could wait on a client
 //! happens in the connection's task. Each connection is bounded:
 //!
-//! * in time: `DEADLINE` from accept to the last byte written, then it is
-//!   closed (a client that sends nothing is told so and dropped);
+//! * in time: `DEADLINE` to send the request (a client that sends
+//!   nothing in time is told so), and `DEADLINE` again to take the
+//!   answer, then the connection is closed;
 //! * in size: a request longer than `protocol::MAX_REQUEST` (an HTTP head
 //!   longer than `MAX_HTTP_HEAD`) gets an error;
 //! * in number: past `MAX_CONNECTIONS` at once, a new connection is
@@ -29,7 +30,8 @@ use super::protocol::{self, Ask};
 use crate::listeners::{self, BindError, Listener};
 use crate::vocab::{ListenAddr, Peer};
 
-/// From accept to the last byte of the answer.
+/// To send a whole request, and again to take the answer (an HTTP
+/// connection has it once, from accept to the last byte).
 pub const DEADLINE: Duration = Duration::from_secs(2);
 /// Connections served at once, per socket.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -209,7 +211,7 @@ async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::Sender<Ask
         let tx = tx.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let _ = tokio::time::timeout(DEADLINE, control_connection(stream, tx, uid)).await;
+            control_connection(stream, tx, uid).await;
         });
     }
 }
@@ -220,25 +222,43 @@ async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender
         pid: cred.pid().unwrap_or(0),
         uid: cred.uid(),
     };
-    let answer = if by.uid != 0 && by.uid != uid {
-        protocol::error(&format!(
+    // The request is read (bounded) before anything is answered, a
+    // refusal included: closing a unix socket with unread data in it
+    // resets the connection, and the client would lose the answer.
+    let answer = match tokio::time::timeout(DEADLINE, read_request(&mut stream)).await {
+        _ if by.uid != 0 && by.uid != uid => protocol::error(&format!(
             "refused: uid {} may not control this init (root or uid {uid} may)",
             by.uid
-        ))
-    } else {
-        match read_request(&mut stream).await {
+        )),
+        Err(_) => protocol::error(&format!(
+            "no complete request within {}s",
+            DEADLINE.as_secs()
+        )),
+        Ok(Err(e)) => protocol::error(&e),
+        Ok(Ok(line)) => match protocol::parse_request(&line) {
             Err(e) => protocol::error(&e),
-            Ok(line) => match protocol::parse_request(&line) {
-                Err(e) => protocol::error(&e),
-                Ok(ask) => match ask_loop(&tx, Query::Control { ask, by }).await {
-                    Some(a) => a,
-                    None => return,
-                },
+            Ok(ask) => match ask_loop(&tx, Query::Control { ask, by }).await {
+                Some(a) => a,
+                None => return,
             },
-        }
+        },
     };
-    let _ = stream.write_all(answer.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // The answer gets its own deadline: a client that does not read it
+    // is dropped.
+    let _ = tokio::time::timeout(DEADLINE, async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // What the client still sends (the rest of a request too long)
+        // is read and dropped, for the same reason, up to a bound.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Hands a query to the supervisor and waits for its answer; None when

@@ -73,6 +73,9 @@ pub enum Need {
     Compose,
     /// `strace`, to see which files the init opens.
     Strace,
+    /// Python's `prometheus_client` and `promtool` (Debian's prometheus),
+    /// to parse the metrics page.
+    Prometheus,
 }
 
 impl Need {
@@ -83,6 +86,7 @@ impl Need {
             Need::Cgroups => "cgroups",
             Need::Compose => "compose",
             Need::Strace => "strace",
+            Need::Prometheus => "prometheus",
         }
     }
 
@@ -95,6 +99,7 @@ impl Need {
             Need::Cgroups => "CINIT_REQUIRE_CGROUPS",
             Need::Compose => "CINIT_REQUIRE_COMPOSE",
             Need::Strace => "CINIT_REQUIRE_STRACE",
+            Need::Prometheus => "CINIT_REQUIRE_PROMETHEUS",
         }
     }
 

@@ -20,4 +20,5 @@ mod prestart_probe;
 mod resources_fixtures;
 mod resources_live;
 mod skips;
+mod status;
 mod workers;
