@@ -881,6 +881,58 @@ fn healthcheck_with_probe_works_in_a_scratch_image() {
     );
 }
 
+/// A FROM scratch image has no `ps` and no `/run`: `docker exec CID
+/// /init --status` asks the init through the socket it made in `/run`, and
+/// a HEALTHCHECK of `/init --probe ready` never touches the app.
+#[test]
+fn status_and_probe_ready_work_in_a_scratch_image() {
+    require_docker!();
+    let img = Image::build(
+        "HEALTHCHECK --interval=1s --timeout=3s --retries=2 \
+         CMD [\"/init\",\"--probe\",\"ready\"]",
+    );
+    let c = Container::start(&img, &["-e", LISTEN_ENV], &serve_args("2"));
+    let health = || c.inspect("{{if .State.Health}}{{.State.Health.Status}}{{end}}");
+    c.wait_for(
+        "the container to be healthy",
+        Duration::from_secs(30),
+        || health() == "healthy",
+    );
+    let text = c.exec(&["/init", "--status"]);
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("cinit (pid 1)  running") && first.ends_with("ready (2/2)"),
+        "{text}"
+    );
+    let s: Value = serde_json::from_str(&c.exec(&["/init", "--status", "--json"])).unwrap();
+    assert_eq!(s["pid"], 1);
+    let slots = s["programs"][0]["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 2);
+    let inside: BTreeSet<i32> = c.pids_of("/cinit-demo");
+    for sl in slots {
+        let pid = sl["worker"]["pid"].as_i64().unwrap() as i32;
+        assert!(inside.contains(&pid), "{pid} not among {inside:?}");
+        assert!(sl["worker"]["memory_bytes"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(s["listeners"][0]["address"], "0.0.0.0:8000");
+    assert_eq!(
+        c.exec(&["/init", "--scale", "+1"]).trim(),
+        "scaling from 2 to 3 worker(s)"
+    );
+    c.wait_for("three ready workers", Duration::from_secs(30), || {
+        let out = docker(&["exec", &c.name, "/init", "--probe", "ready"]);
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).trim() == "ready: 3/3 worker(s) ready"
+    });
+    assert_eq!(c.exec(&["/init", "--stop"]).trim(), "stopping");
+    assert_eq!(c.exit_code(Duration::from_secs(30)), 0);
+    assert!(
+        c.logs().contains("control socket: stop asked by pid"),
+        "{}",
+        c.logs()
+    );
+}
+
 // ------------------------------------------------------- cinit vs tini
 
 /// Which init a comparison scenario runs under.

@@ -778,7 +778,18 @@ fn kubernetes_grace_period_covers_cinits_shutdown_budget() {
                     if let Some(cmd) = pr["exec"]["command"].as_array() {
                         assert_eq!(cmd[0], "/init");
                         assert_eq!(cmd[1], "--probe");
-                        assert_eq!(port_of(cmd[2].as_str().unwrap()) as u64, listen);
+                        if cmd[2] == "ready" {
+                            // Asks the init over its control socket: the
+                            // image must not turn the socket off.
+                            assert_eq!(cmd.len(), 3, "{probe}: {cmd:?}");
+                            let off = env
+                                .iter()
+                                .any(|(k, v)| k == "CINIT_CONTROL" && v.trim() == "none");
+                            assert!(!off, "{probe} asks the init, whose control socket is off");
+                            assert_eq!(p["control"]["path"], "/run/cinit.sock");
+                        } else {
+                            assert_eq!(port_of(cmd[2].as_str().unwrap()) as u64, listen);
+                        }
                     } else {
                         let p = &pr["httpGet"]["port"];
                         assert!(
