@@ -107,7 +107,9 @@ pub fn start(
                 "no control socket: {} belongs to another running init (--control PATH gives this one its own)",
                 p.display()
             )),
-            Err(e) if default => crate::log::warn(&format!(
+            // Not asked for: a read-only root file system is no reason
+            // for a warning at every start (info is silent in plain mode).
+            Err(e) if default => crate::log::info(&format!(
                 "no control socket (--control PATH chooses another place): {e}"
             )),
             Err(e) => return Err(ServeError::Control(e)),

@@ -462,13 +462,25 @@ impl Shell<'_> {
         }
         let per_second = procfs::ticks_per_second();
         let mut seen = HashMap::new();
-        for w in s.workers_mut() {
-            if let Some(m) = procfs::tree_memory(w.pid) {
-                w.memory_bytes = Some(m.best());
-                w.pss_bytes = m.pss;
-                w.rss_bytes = Some(m.rss);
-            }
-            if let Some(ticks) = procfs::tree_cpu_ticks(w.pid) {
+        let mut reader = procfs::Reader::default();
+        let pids: Vec<i32> = s.workers_mut().map(|w| w.pid).collect();
+        // As PID 1, /proc is the container's: one pass over it is the
+        // cheapest; on a host, each worker's tree is walked instead.
+        let usages = if self.pid1 {
+            reader.usage_by_scan(&pids)
+        } else {
+            pids.iter().map(|&p| reader.tree_usage(p)).collect()
+        };
+        for (w, usage) in s.workers_mut().zip(usages) {
+            let Some(usage) = usage else {
+                continue;
+            };
+            let m = usage.memory;
+            w.memory_bytes = Some(m.best());
+            w.pss_bytes = m.pss;
+            w.rss_bytes = Some(m.rss);
+            {
+                let ticks = usage.ticks;
                 let round = |v: f64| (v * 1000.0).round() / 1000.0;
                 w.cpu_s = Some(round(ticks as f64 / per_second as f64));
                 // Since the last request that looked, else since its start.

@@ -24,6 +24,10 @@
 //!    `docker exec` sessions are not children, nothing reports their end).
 //!    A second shutdown signal jumps to SIGKILL for everything.
 //!
+//! The control socket's commands (`control.rs`) take the signals' paths;
+//! `snapshot` (`snapshot.rs`) copies the state out for the status, the
+//! readiness probe and the metrics without changing it.
+//!
 //! Events come from the shell (`events.rs`); the machine answers with
 //! actions the shell performs and reports (`report.rs`) it logs. It never
 //! forks, reads a clock or sleeps, so it is tested with synthetic events
