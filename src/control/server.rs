@@ -18,7 +18,9 @@
 //! A control peer must be root or the init's own uid (SO_PEERCRED), on
 //! top of the socket file's mode 0600.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,24 @@ pub const DEADLINE: Duration = Duration::from_secs(2);
 pub const MAX_CONNECTIONS: usize = 16;
 /// The longest HTTP request head read.
 pub const MAX_HTTP_HEAD: usize = 8192;
+
+/// Every task and every bounded step is one boxed future type, so the
+/// runtime's task and timer code is compiled once, not once per future
+/// (the binary has a size budget).
+type Task<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(Box::pin(task) as Task<'static>);
+}
+
+/// Runs `step` for at most `limit`; false when the time ran out.
+async fn within(limit: Duration, step: Task<'_>) -> bool {
+    tokio::time::timeout(limit, step).await.is_ok()
+}
+
+/// A metrics connection, TCP or unix.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
 
 /// What a client asked, and where the answer goes.
 pub struct Asked {
@@ -99,7 +119,7 @@ pub fn start(
                     source,
                 })?;
                 let own_uid = nix::unistd::geteuid().as_raw();
-                tokio::spawn(accept_control(listener, tx.clone(), own_uid));
+                spawn(accept_control(listener, tx.clone(), own_uid));
                 sockets.push(l);
                 path = Some(p);
             }
@@ -125,18 +145,17 @@ pub fn start(
             source,
         };
         let fd = l.try_clone_fd().map_err(io)?;
-        match addr {
+        let acceptor = match addr {
             ListenAddr::Tcp { .. } => {
                 let std = std::net::TcpListener::from(fd);
                 std.set_nonblocking(true).map_err(io)?;
-                let t = tokio::net::TcpListener::from_std(std).map_err(io)?;
-                tokio::spawn(accept_metrics_tcp(t, tx.clone()));
+                Acceptor::Tcp(tokio::net::TcpListener::from_std(std).map_err(io)?)
             }
             ListenAddr::Unix { .. } => {
-                let u = tokio_unix(std::os::unix::net::UnixListener::from(fd)).map_err(io)?;
-                tokio::spawn(accept_metrics_unix(u, tx.clone()));
+                Acceptor::Unix(tokio_unix(std::os::unix::net::UnixListener::from(fd)).map_err(io)?)
             }
-        }
+        };
+        spawn(accept_metrics(acceptor, tx.clone()));
         crate::log::info(&format!("metrics on http://{}/metrics", l.local));
         sockets.push(l);
     }
@@ -211,7 +230,7 @@ async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::Sender<Ask
             continue;
         };
         let tx = tx.clone();
-        tokio::spawn(async move {
+        spawn(async move {
             let _slot = slot;
             control_connection(stream, tx, uid).await;
         });
@@ -227,17 +246,24 @@ async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender
     // The request is read (bounded) before anything is answered, a
     // refusal included: closing a unix socket with unread data in it
     // resets the connection, and the client would lose the answer.
-    let answer = match tokio::time::timeout(DEADLINE, read_request(&mut stream)).await {
+    let mut line = Err(format!(
+        "no complete request within {}s",
+        DEADLINE.as_secs()
+    ));
+    within(
+        DEADLINE,
+        Box::pin(async {
+            line = read_request(&mut stream).await;
+        }),
+    )
+    .await;
+    let answer = match line {
         _ if by.uid != 0 && by.uid != uid => protocol::error(&format!(
             "refused: uid {} may not control this init (root or uid {uid} may)",
             by.uid
         )),
-        Err(_) => protocol::error(&format!(
-            "no complete request within {}s",
-            DEADLINE.as_secs()
-        )),
-        Ok(Err(e)) => protocol::error(&e),
-        Ok(Ok(line)) => match protocol::parse_request(&line) {
+        Err(e) => protocol::error(&e),
+        Ok(line) => match protocol::parse_request(&line) {
             Err(e) => protocol::error(&e),
             Ok(ask) => match ask_loop(&tx, Query::Control { ask, by }).await {
                 Some(a) => a,
@@ -246,20 +272,22 @@ async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender
         },
     };
     // The answer gets its own deadline: a client that does not read it
-    // is dropped.
-    let _ = tokio::time::timeout(DEADLINE, async {
-        let _ = stream.write_all(answer.as_bytes()).await;
-        let _ = stream.shutdown().await;
-        // What the client still sends (the rest of a request too long)
-        // is read and dropped, for the same reason, up to a bound.
-        let mut sink = [0u8; 4096];
-        for _ in 0..16 {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+    // is dropped. What the client still sends (the rest of a request too
+    // long) is read and dropped, for the same reason, up to a bound.
+    within(
+        DEADLINE,
+        Box::pin(async {
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
             }
-        }
-    })
+        }),
+    )
     .await;
 }
 
@@ -301,47 +329,40 @@ async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String
     }
 }
 
-async fn accept_metrics_tcp(listener: tokio::net::TcpListener, tx: mpsc::Sender<Asked>) {
+enum Acceptor {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Acceptor {
+    async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
+        Ok(match self {
+            Acceptor::Tcp(l) => Box::new(l.accept().await?.0),
+            Acceptor::Unix(l) => Box::new(l.accept().await?.0),
+        })
+    }
+}
+
+async fn accept_metrics(acceptor: Acceptor, tx: mpsc::Sender<Asked>) {
     let count = Arc::new(AtomicUsize::new(0));
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let stream = match acceptor.accept().await {
+            Ok(s) => s,
             Err(_) => {
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
-        serve_http(stream, &count, &tx);
-    }
-}
-
-async fn accept_metrics_unix(listener: tokio::net::UnixListener, tx: mpsc::Sender<Asked>) {
-    let count = Arc::new(AtomicUsize::new(0));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(_) => {
-                tokio::time::sleep(ACCEPT_RETRY).await;
-                continue;
-            }
+        // Past the limit the connection is simply closed.
+        let Some(slot) = Slot::take(&count) else {
+            continue;
         };
-        serve_http(stream, &count, &tx);
+        let tx = tx.clone();
+        spawn(async move {
+            let _slot = slot;
+            within(DEADLINE, Box::pin(http_connection(stream, tx))).await;
+        });
     }
-}
-
-fn serve_http<S>(stream: S, count: &Arc<AtomicUsize>, tx: &mpsc::Sender<Asked>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // Past the limit the connection is simply closed.
-    let Some(slot) = Slot::take(count) else {
-        return;
-    };
-    let tx = tx.clone();
-    tokio::spawn(async move {
-        let _slot = slot;
-        let _ = tokio::time::timeout(DEADLINE, http_connection(stream, tx)).await;
-    });
 }
 
 /// What an HTTP request head asks for.
@@ -392,7 +413,7 @@ fn http_answer(status: &str, extra: &str, body: &str, head: bool) -> String {
     )
 }
 
-async fn http_connection<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, tx: mpsc::Sender<Asked>) {
+async fn http_connection(mut s: Box<dyn Conn>, tx: mpsc::Sender<Asked>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let ask = loop {
