@@ -18,8 +18,10 @@
 //! it does not know. A request of a later version is answered with an
 //! error naming the version this init speaks.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
+use crate::status::Status;
 use crate::vocab::{Request, Scale, MAX_WORKERS_LIMIT};
 
 pub const VERSION: u64 = 1;
@@ -106,21 +108,57 @@ pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
     Ok(Ask { request, text })
 }
 
-/// A successful answer with these fields.
-pub fn ok(fields: Map<String, Value>) -> String {
-    let mut m = Map::new();
-    m.insert("version".into(), VERSION.into());
-    m.insert("ok".into(), true.into());
-    m.extend(fields);
-    format!("{}\n", Value::Object(m))
+/// An answer: `version` and `ok`, and the fields its request has.
+#[derive(Debug, Default, Serialize)]
+pub struct Answer<'a> {
+    pub version: u64,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'a Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_workers: Option<u32>,
+}
+
+impl<'a> Answer<'a> {
+    pub fn ok() -> Answer<'a> {
+        Answer {
+            version: VERSION,
+            ok: true,
+            ..Answer::default()
+        }
+    }
+
+    /// The answer as sent: one line.
+    pub fn line(&self) -> String {
+        let mut s = serde_json::to_string(self)
+            .unwrap_or_else(|e| error(&format!("failed to encode the answer: {e}")));
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s
+    }
 }
 
 /// A failed answer.
 pub fn error(message: &str) -> String {
-    format!(
-        "{}\n",
-        json!({"version": VERSION, "ok": false, "error": message})
-    )
+    Answer {
+        version: VERSION,
+        error: Some(message),
+        ..Answer::default()
+    }
+    .line()
 }
 
 #[cfg(test)]
@@ -171,12 +209,17 @@ mod tests {
         let v: Value = serde_json::from_str(&a).unwrap();
         assert_eq!(v["ok"], false);
         assert_eq!(v["version"], 1);
-        let mut f = Map::new();
-        f.insert("message".into(), "fine".into());
-        let v: Value = serde_json::from_str(&ok(f)).unwrap();
+        let a = Answer {
+            message: Some("fine"),
+            ..Answer::ok()
+        }
+        .line();
+        assert_eq!(a.matches('\n').count(), 1);
+        let v: Value = serde_json::from_str(&a).unwrap();
         assert_eq!(
             (v["ok"].as_bool(), v["message"].as_str()),
             (Some(true), Some("fine"))
         );
+        assert!(v.get("status").is_none(), "absent fields are left out: {a}");
     }
 }

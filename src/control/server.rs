@@ -73,7 +73,7 @@ pub enum Query {
 
 /// The sockets being served; their files go when this is dropped.
 pub struct Served {
-    pub asked: mpsc::Receiver<Asked>,
+    pub asked: mpsc::UnboundedReceiver<Asked>,
     /// Where the control socket is, if there is one.
     pub control: Option<PathBuf>,
     _sockets: Vec<Listener>,
@@ -103,7 +103,9 @@ pub fn start(
     control: Option<(PathBuf, bool)>,
     metrics: Option<&ListenAddr>,
 ) -> Result<Served, ServeError> {
-    let (tx, rx) = mpsc::channel(2 * MAX_CONNECTIONS);
+    // Unbounded, yet bounded: each connection holds at most one request
+    // in it, and connections are counted.
+    let (tx, rx) = mpsc::unbounded_channel();
     let mut sockets = Vec::new();
     let mut path = None;
     if let Some((p, default)) = control {
@@ -214,7 +216,7 @@ impl Drop for Slot {
 /// spin on a socket that stays readable.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::Sender<Asked>, uid: u32) {
+async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::UnboundedSender<Asked>, uid: u32) {
     let count = Arc::new(AtomicUsize::new(0));
     loop {
         let stream = match listener.accept().await {
@@ -237,7 +239,7 @@ async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::Sender<Ask
     }
 }
 
-async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender<Asked>, uid: u32) {
+async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Asked>, uid: u32) {
     let Ok(cred) = stream.peer_cred() else { return };
     let by = Peer {
         pid: cred.pid().unwrap_or(0),
@@ -293,9 +295,9 @@ async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::Sender
 
 /// Hands a query to the supervisor and waits for its answer; None when
 /// the init is going away.
-async fn ask_loop(tx: &mpsc::Sender<Asked>, query: Query) -> Option<String> {
+async fn ask_loop(tx: &mpsc::UnboundedSender<Asked>, query: Query) -> Option<String> {
     let (reply, answer) = oneshot::channel();
-    tx.send(Asked { query, reply }).await.ok()?;
+    tx.send(Asked { query, reply }).ok()?;
     answer.await.ok()
 }
 
@@ -343,7 +345,7 @@ impl Acceptor {
     }
 }
 
-async fn accept_metrics(acceptor: Acceptor, tx: mpsc::Sender<Asked>) {
+async fn accept_metrics(acceptor: Acceptor, tx: mpsc::UnboundedSender<Asked>) {
     let count = Arc::new(AtomicUsize::new(0));
     loop {
         let stream = match acceptor.accept().await {
@@ -413,7 +415,7 @@ fn http_answer(status: &str, extra: &str, body: &str, head: bool) -> String {
     )
 }
 
-async fn http_connection(mut s: Box<dyn Conn>, tx: mpsc::Sender<Asked>) {
+async fn http_connection(mut s: Box<dyn Conn>, tx: mpsc::UnboundedSender<Asked>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let ask = loop {

@@ -136,11 +136,11 @@ pub fn render(s: &Status) -> String {
         "Workers started again or replaced, by reason.",
     );
     for p in &s.programs {
-        for (why, n) in &p.restarts {
+        for (why, n) in p.restarts.pairs() {
             m.sample(
                 "cinit_restarts_total",
                 &[("program", &p.name), ("reason", why)],
-                *n as f64,
+                n as f64,
             );
         }
     }

@@ -13,8 +13,6 @@
 pub mod metrics;
 pub mod text;
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 /// What the supervisor is doing.
@@ -141,8 +139,8 @@ pub struct Program {
     /// Where the worker count came from (`--workers`, `auto (...)`).
     pub source: String,
     /// Restarts by reason, over the program's life (slots scaled away
-    /// included); every reason is present.
-    pub restarts: BTreeMap<&'static str, u32>,
+    /// included).
+    pub restarts: Restarts,
     pub slots: Vec<Slot>,
     /// Workers being stopped after a replacement or a scale-down.
     pub retiring: Vec<Retiring>,
@@ -156,16 +154,62 @@ pub struct Slot {
     pub worker: Option<Worker>,
     /// The new worker of a rolling restart, until it takes over.
     pub replacement: Option<Worker>,
-    /// Restarts of this slot by reason; every reason is present.
-    pub restarts: BTreeMap<&'static str, u32>,
+    /// Restarts of this slot by reason.
+    pub restarts: Restarts,
     pub last_exit: Option<Exit>,
     /// In state `backoff`: when the next start is due.
     pub restart_in_s: Option<f64>,
 }
 
-impl Slot {
-    pub fn restarts_total(&self) -> u32 {
-        self.restarts.values().sum()
+/// Restarts by reason (the supervisor's `Why`): a field each, so every
+/// reason is always present, in this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Restarts {
+    pub exit: u32,
+    pub crash: u32,
+    pub oom: u32,
+    pub memory: u32,
+    pub age: u32,
+    pub hung: u32,
+    pub reload: u32,
+    pub scale: u32,
+}
+
+impl Restarts {
+    /// Every reason with its count, in order.
+    pub fn pairs(&self) -> [(&'static str, u32); 8] {
+        [
+            ("exit", self.exit),
+            ("crash", self.crash),
+            ("oom", self.oom),
+            ("memory", self.memory),
+            ("age", self.age),
+            ("hung", self.hung),
+            ("reload", self.reload),
+            ("scale", self.scale),
+        ]
+    }
+
+    /// Counts `n` more for `reason`; false for a reason it has no field
+    /// for (a test keeps the two lists the same).
+    pub fn add(&mut self, reason: &str, n: u32) -> bool {
+        let field = match reason {
+            "exit" => &mut self.exit,
+            "crash" => &mut self.crash,
+            "oom" => &mut self.oom,
+            "memory" => &mut self.memory,
+            "age" => &mut self.age,
+            "hung" => &mut self.hung,
+            "reload" => &mut self.reload,
+            "scale" => &mut self.scale,
+            _ => return false,
+        };
+        *field += n;
+        true
+    }
+
+    pub fn total(&self) -> u32 {
+        self.pairs().iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -250,18 +294,6 @@ pub struct Sizing {
 }
 
 impl Status {
-    /// Every worker with its program and slot (current and replacement).
-    pub fn workers(&self) -> impl Iterator<Item = (&Program, &Slot, &Worker)> + '_ {
-        self.programs.iter().flat_map(|p| {
-            p.slots.iter().flat_map(move |s| {
-                s.worker
-                    .iter()
-                    .chain(s.replacement.iter())
-                    .map(move |w| (p, s, w))
-            })
-        })
-    }
-
     pub fn workers_mut(&mut self) -> impl Iterator<Item = &mut Worker> + '_ {
         self.programs.iter_mut().flat_map(|p| {
             p.slots

@@ -17,11 +17,12 @@ fn or_dash(v: Option<String>) -> String {
 
 /// `3 (crash 2, reload 1)`, or `0`.
 fn restarts(s: &Slot) -> String {
-    let total = s.restarts_total();
+    let total = s.restarts.total();
     let parts: Vec<String> = s
         .restarts
+        .pairs()
         .iter()
-        .filter(|(_, n)| **n > 0)
+        .filter(|(_, n)| *n > 0)
         .map(|(why, n)| format!("{why} {n}"))
         .collect();
     if parts.is_empty() {

@@ -370,83 +370,89 @@ impl Shell<'_> {
     /// Answers a client of the control socket or the metrics page, from
     /// the machine's state now; a command's actions join the queue.
     fn answer(&mut self, asked: Asked, machine: &mut Machine, queue: &mut VecDeque<Action>) {
+        use protocol::Answer;
         let now = Instant::now();
-        let fields = |pairs: Vec<(&str, serde_json::Value)>| {
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<serde_json::Map<_, _>>()
+        let (ask, by) = match asked.query {
+            Query::Metrics => {
+                let page = status::metrics::render(&self.status(machine, now));
+                let _ = asked.reply.send(page);
+                return;
+            }
+            Query::Control { ask, by } => (ask, by),
         };
-        let text = match asked.query {
-            Query::Metrics => status::metrics::render(&self.status(machine, now)),
-            Query::Control { ask, by } => {
-                let command = match ask.request {
-                    Request::Status => {
-                        let s = self.status(machine, now);
-                        let _ = asked.reply.send(if ask.text {
-                            protocol::ok(fields(vec![("text", status::text::render(&s).into())]))
-                        } else {
-                            match serde_json::to_value(&s) {
-                                Ok(v) => protocol::ok(fields(vec![("status", v)])),
-                                Err(e) => {
-                                    protocol::error(&format!("failed to encode the status: {e}"))
-                                }
-                            }
-                        });
-                        return;
-                    }
-                    Request::Ready => {
-                        let s = machine.snapshot(now);
-                        let ready: u32 = s.programs.iter().map(|p| p.ready).sum();
-                        let slots: u32 = s.programs.iter().map(|p| p.workers).sum();
-                        let message = if s.ready {
-                            format!("ready: {ready}/{slots} worker(s) ready")
-                        } else if s.stopping {
-                            format!("not ready: {}", s.phase.as_str())
-                        } else if let Some(step) = &s.step {
-                            format!("not ready: pre-start step {step}")
-                        } else if s.phase != status::Phase::Running {
-                            format!("not ready: {}", s.phase.as_str())
-                        } else {
-                            format!("not ready: {ready}/{slots} worker(s) ready")
-                        };
-                        let _ = asked.reply.send(protocol::ok(fields(vec![
-                            ("ready", s.ready.into()),
-                            ("phase", s.phase.as_str().into()),
-                            ("workers", slots.into()),
-                            ("ready_workers", ready.into()),
-                            ("message", message.into()),
-                        ])));
-                        return;
-                    }
-                    Request::Reload => Command::Reload,
-                    Request::Scale(s) => Command::Scale(s),
-                    Request::Stop => Command::Stop,
+        let command = match ask.request {
+            Request::Status => {
+                let s = self.status(machine, now);
+                let text = ask.text.then(|| status::text::render(&s));
+                let answer = match &text {
+                    Some(t) => Answer {
+                        text: Some(t),
+                        ..Answer::ok()
+                    },
+                    None => Answer {
+                        status: Some(&s),
+                        ..Answer::ok()
+                    },
                 };
-                let actions = machine.on_event(Event::Control { command, by }, now);
-                let mut refused = false;
-                let mut said = Vec::new();
-                for a in &actions {
-                    if let Action::Report(r) = a {
-                        refused |= matches!(
-                            r,
-                            Report::Refused { .. } | Report::AtMost { .. } | Report::Ignored { .. }
-                        );
-                        if !matches!(r, Report::Requested { .. }) {
-                            said.push(r.to_string());
-                        }
-                    }
-                }
-                queue.extend(actions);
-                let message = said.join("; ");
-                if refused {
-                    protocol::error(&message)
+                let _ = asked.reply.send(answer.line());
+                return;
+            }
+            Request::Ready => {
+                let s = machine.snapshot(now);
+                let ready: u32 = s.programs.iter().map(|p| p.ready).sum();
+                let slots: u32 = s.programs.iter().map(|p| p.workers).sum();
+                let message = if s.ready {
+                    format!("ready: {ready}/{slots} worker(s) ready")
+                } else if let (false, Some(step)) = (s.stopping, &s.step) {
+                    format!("not ready: pre-start step {step}")
+                } else if s.phase != status::Phase::Running {
+                    format!("not ready: {}", s.phase.as_str())
                 } else {
-                    protocol::ok(fields(vec![("message", message.into())]))
+                    format!("not ready: {ready}/{slots} worker(s) ready")
+                };
+                let answer = Answer {
+                    ready: Some(s.ready),
+                    phase: Some(s.phase.as_str()),
+                    workers: Some(slots),
+                    ready_workers: Some(ready),
+                    message: Some(&message),
+                    ..Answer::ok()
+                };
+                let _ = asked.reply.send(answer.line());
+                return;
+            }
+            Request::Reload => Command::Reload,
+            Request::Scale(s) => Command::Scale(s),
+            Request::Stop => Command::Stop,
+        };
+        let actions = machine.on_event(Event::Control { command, by }, now);
+        let mut refused = false;
+        let mut message = String::new();
+        for a in &actions {
+            if let Action::Report(r) = a {
+                refused |= matches!(
+                    r,
+                    Report::Refused { .. } | Report::AtMost { .. } | Report::Ignored { .. }
+                );
+                if !matches!(r, Report::Requested { .. }) {
+                    if !message.is_empty() {
+                        message.push_str("; ");
+                    }
+                    use std::fmt::Write as _;
+                    let _ = write!(message, "{r}");
                 }
             }
-        };
-        let _ = asked.reply.send(text);
+        }
+        queue.extend(actions);
+        let _ = asked.reply.send(if refused {
+            protocol::error(&message)
+        } else {
+            Answer {
+                message: Some(&message),
+                ..Answer::ok()
+            }
+            .line()
+        });
     }
 
     /// The whole status: the machine's snapshot, and what /proc and the

@@ -11,11 +11,12 @@ use crate::reaper::Status as ExitStatus;
 use crate::status::{self, SlotState};
 use crate::supervisor::report::Why;
 
-fn all_reasons(counts: &BTreeMap<Why, u32>) -> BTreeMap<&'static str, u32> {
-    Why::ALL
-        .iter()
-        .map(|w| (w.as_str(), counts.get(w).copied().unwrap_or(0)))
-        .collect()
+fn counted(counts: &BTreeMap<Why, u32>) -> status::Restarts {
+    let mut r = status::Restarts::default();
+    for (why, n) in counts {
+        r.add(why.as_str(), *n);
+    }
+    r
 }
 
 fn secs(d: std::time::Duration) -> f64 {
@@ -73,10 +74,10 @@ impl Machine {
     }
 
     fn program(&self, p: &Program, now: Instant) -> status::Program {
-        let mut totals = p.removed_restarts.clone();
+        let mut totals = counted(&p.removed_restarts);
         for s in &p.slots {
             for (why, n) in &s.restarts {
-                *totals.entry(*why).or_default() += n;
+                totals.add(why.as_str(), *n);
             }
         }
         status::Program {
@@ -90,7 +91,7 @@ impl Machine {
                 .count() as u32,
             rolling: p.rolling,
             source: String::new(),
-            restarts: all_reasons(&totals),
+            restarts: totals,
             slots: p
                 .slots
                 .iter()
@@ -122,7 +123,7 @@ impl Machine {
             state,
             worker: s.current.as_ref().map(|w| worker(w, now)),
             replacement: s.replacement.as_ref().map(|w| worker(w, now)),
-            restarts: all_reasons(&s.restarts),
+            restarts: counted(&s.restarts),
             last_exit: s.last_exit.map(|e| status::Exit {
                 code: match e.status {
                     ExitStatus::Exited(c) => Some(c),
