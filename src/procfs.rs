@@ -151,21 +151,18 @@ impl Reader {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
-        // pid -> (parent, ticks)
-        let mut procs: std::collections::HashMap<i32, (i32, u64)> =
-            std::collections::HashMap::with_capacity(pids.len());
-        let mut kids: std::collections::HashMap<i32, Vec<i32>> = std::collections::HashMap::new();
+        // (pid, parent, ticks): a list, searched in place. As PID 1 it
+        // holds the container's processes, a few dozen.
+        let mut procs: Vec<(i32, i32, u64)> = Vec::with_capacity(pids.len());
         for p in pids {
-            let Some((parent, ticks)) = self.read(p, "stat").and_then(parse_parent_ticks) else {
-                continue;
-            };
-            procs.insert(p, (parent, ticks));
-            kids.entry(parent).or_default().push(p);
+            if let Some((parent, ticks)) = self.read(p, "stat").and_then(parse_parent_ticks) {
+                procs.push((p, parent, ticks));
+            }
         }
         roots
             .iter()
             .map(|&root| {
-                procs.get(&root)?;
+                procs.iter().find(|x| x.0 == root)?;
                 let mut todo = vec![root];
                 let mut total = Usage {
                     memory: Memory {
@@ -178,7 +175,7 @@ impl Reader {
                 while i < todo.len() && todo.len() < 4096 {
                     let p = todo[i];
                     i += 1;
-                    let Some(&(_, ticks)) = procs.get(&p) else {
+                    let Some(&(_, _, ticks)) = procs.iter().find(|x| x.0 == p) else {
                         continue;
                     };
                     total.processes += 1;
@@ -189,7 +186,7 @@ impl Reader {
                         (Some(a), Some(b)) => Some(a + b),
                         _ => None,
                     };
-                    todo.extend(kids.get(&p).into_iter().flatten());
+                    todo.extend(procs.iter().filter(|x| x.1 == p).map(|x| x.0));
                 }
                 Some(total)
             })

@@ -216,7 +216,11 @@ impl Drop for Slot {
 /// spin on a socket that stays readable.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::UnboundedSender<Asked>, uid: u32) {
+async fn accept_control(
+    listener: tokio::net::UnixListener,
+    tx: mpsc::UnboundedSender<Asked>,
+    uid: u32,
+) {
     let count = Arc::new(AtomicUsize::new(0));
     loop {
         let stream = match listener.accept().await {
@@ -239,7 +243,11 @@ async fn accept_control(listener: tokio::net::UnixListener, tx: mpsc::UnboundedS
     }
 }
 
-async fn control_connection(mut stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Asked>, uid: u32) {
+async fn control_connection(
+    mut stream: tokio::net::UnixStream,
+    tx: mpsc::UnboundedSender<Asked>,
+    uid: u32,
+) {
     let Ok(cred) = stream.peer_cred() else { return };
     let by = Peer {
         pid: cred.pid().unwrap_or(0),

@@ -20,7 +20,7 @@ mod leftovers;
 pub mod machine;
 pub mod report;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
@@ -130,7 +130,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             sockets: Vec::new(),
             served: Some(served),
             started,
-            cpu_seen: HashMap::new(),
+            cpu_seen: Vec::new(),
         };
         shell.supervise(signals).await
     })
@@ -213,8 +213,8 @@ struct Shell<'a> {
     /// When the init started: monotonic, and Unix time in seconds.
     started: (Instant, f64),
     /// Each worker's CPU ticks at the last request that read them, for
-    /// the CPU% of the next (live pids only).
-    cpu_seen: HashMap<i32, (u64, Instant)>,
+    /// the CPU% of the next (live pids only): (pid, ticks, when).
+    cpu_seen: Vec<(i32, u64, Instant)>,
 }
 
 fn wall_clock() -> f64 {
@@ -467,7 +467,7 @@ impl Shell<'_> {
             p.source = self.plan.workers.source.clone();
         }
         let per_second = procfs::ticks_per_second();
-        let mut seen = HashMap::new();
+        let mut seen = Vec::new();
         let mut reader = procfs::Reader::default();
         let pids: Vec<i32> = s.workers_mut().map(|w| w.pid).collect();
         // As PID 1, /proc is the container's: one pass over it is the
@@ -493,8 +493,9 @@ impl Shell<'_> {
                 let since_start = Duration::from_secs_f64(w.uptime_s);
                 let (before, at) = self
                     .cpu_seen
-                    .get(&w.pid)
-                    .copied()
+                    .iter()
+                    .find(|x| x.0 == w.pid)
+                    .map(|x| (x.1, x.2))
                     .unwrap_or((0, now.checked_sub(since_start).unwrap_or(now)));
                 let window = now.saturating_duration_since(at);
                 w.cpu_percent = Some(round(procfs::cpu_percent(
@@ -503,7 +504,7 @@ impl Shell<'_> {
                     per_second,
                 )));
                 w.cpu_window_s = Some(round(window.as_secs_f64()));
-                seen.insert(w.pid, (ticks, now));
+                seen.push((w.pid, ticks, now));
             }
         }
         self.cpu_seen = seen;
