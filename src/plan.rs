@@ -485,11 +485,11 @@ impl Plan {
             let how = match r.mode {
                 ReadyMode::Listen => "once it waits on a --listen socket",
                 ReadyMode::Notify => "once it sends READY=1",
-                _ => "once up for --min-uptime",
+                _ => "once up for --min-uptime or once it sends READY=1",
             };
             let _ = writeln!(
                 o,
-                "ready       {}: a worker is ready {how} (a READY=1 always counts); not ready within {}: a failed start; watchdog {}",
+                "ready       {}: a worker is ready {how}; not ready within {}: a failed start; watchdog {}",
                 r.mode,
                 format_duration(r.timeout),
                 r.watchdog

@@ -21,8 +21,7 @@ use super::Config;
 use crate::vocab::{
     self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
     parse_log_format, parse_ready, parse_restart, parse_signal, parse_signal_rule, parse_workers,
-    ListenAddr,
-    WaitTarget, MAX_LISTENERS,
+    ListenAddr, WaitTarget, MAX_LISTENERS,
 };
 
 /// Parses one value as the user wrote it and stores it in the config; the
@@ -506,7 +505,7 @@ pub static SETTINGS: &[Setting] = &[
         }),
         default: Default::Value("auto"),
         help: "When a new worker counts as ready (a roll waits for it): auto, listen (it waits on a --listen socket), notify (it sends READY=1), delay (up for --min-uptime)",
-        why: "`auto` is `listen` with `--listen` sockets (no change to the app: uvicorn takes the socket only once its startup ran), else `delay`; a `READY=1` always counts.",
+        why: "`auto` is `listen` with `--listen` sockets (no change to the app: uvicorn takes the socket only once its startup ran), else `delay`. A `READY=1` also counts in `delay` mode, not in `listen` mode (gunicorn's master sends it before its workers boot).",
         per_program: true,
         ..BASE
     },

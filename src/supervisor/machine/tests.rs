@@ -1276,3 +1276,19 @@ fn upstream_hears_ready_reloading_ready_and_stopping() {
     let a = sig(&mut m, Signal::TERM, t0);
     assert_eq!(upstream(&a), vec![Upstream::Stopping]);
 }
+
+#[test]
+fn in_listen_mode_ready_one_alone_does_not_count() {
+    let (mut m, t0) = starting(with_ready(1, ReadyMode::Listen));
+    let a = m.on_event(
+        Event::Notified {
+            chain: vec![pid(100)],
+            message: crate::notify::Message::parse("READY=1"),
+        },
+        t0,
+    );
+    assert!(reports(&a).is_empty(), "{a:?}");
+    assert!(!m.programs[0].all_ready());
+    m.on_event(Event::Ready { pid: pid(100) }, t0);
+    assert!(m.programs[0].all_ready());
+}
