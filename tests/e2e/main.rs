@@ -14,6 +14,7 @@ mod docs_examples;
 mod examples;
 mod fastapi;
 mod hardening;
+mod memory;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;

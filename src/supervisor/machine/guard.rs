@@ -89,7 +89,7 @@ impl Machine {
             || w.failing.is_some()
             || sl.replacement.is_some()
             || sl.replacing.is_some()
-            || prog.pending.iter().any(|(s, _)| *s == slot)
+            || prog.pending.iter().any(|(s, _, _)| *s == slot)
         {
             return None;
         }
@@ -143,9 +143,12 @@ impl Machine {
         now: Instant,
     ) -> Vec<Action> {
         for (pid, mem) in workers {
+            // A worker that could not be read (it is exiting) keeps its
+            // last figure: the OOM report wants it.
+            let Some(mem) = mem else { continue };
             for prog in &mut self.programs {
                 if let Some(w) = prog.worker_mut(*pid) {
-                    w.memory = *mem;
+                    w.memory = Some(*mem);
                 }
             }
         }
@@ -199,7 +202,7 @@ impl Machine {
             w.ready() && w.failing.is_none() && w.hold_until.is_none_or(|t| t <= now)
         }) && sl.replacement.is_none()
             && sl.replacing.is_none()
-            && !prog.pending.iter().any(|(s, _)| *s == slot)
+            && !prog.pending.iter().any(|(s, _, _)| *s == slot)
     }
 
     /// The largest recyclable worker by its last sample.
@@ -227,7 +230,7 @@ impl Machine {
         let Some(pid) = prog.slots[slot as usize].current.as_ref().map(|w| w.pid) else {
             return Vec::new();
         };
-        prog.pending.push_back((slot, why));
+        prog.pending.push_back((slot, why, pid));
         let mut out = vec![report(Report::Recycle {
             who,
             pid,

@@ -140,8 +140,9 @@ pub(super) struct Program {
     /// When to look at the starting workers' /proc again (`listen`).
     pub listen_check_at: Option<Instant>,
     /// Replacements asked for while another was under way (memory, age):
-    /// one slot at a time, in order.
-    pub pending: std::collections::VecDeque<(u32, Why)>,
+    /// one slot at a time, in order; each for the worker (pid) it was
+    /// asked for, dropped if that worker is gone by then.
+    pub pending: std::collections::VecDeque<(u32, Why, Pid)>,
 }
 
 impl Program {

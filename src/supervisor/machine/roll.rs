@@ -48,11 +48,15 @@ impl Machine {
             return Vec::new();
         }
         // Recycles asked for while another replacement was under way.
-        while let Some((slot, why)) = prog.pending.pop_front() {
+        while let Some((slot, why, pid)) = prog.pending.pop_front() {
             let Some(sl) = prog.slots.get_mut(slot as usize) else {
                 continue;
             };
-            if sl.current.as_ref().is_some_and(|w| w.failing.is_none()) {
+            if sl
+                .current
+                .as_ref()
+                .is_some_and(|w| w.pid == pid && w.failing.is_none())
+            {
                 sl.replacing = Some(why);
                 return vec![self.spawn_action(SlotId { program: p, slot }, true)];
             }

@@ -1575,3 +1575,41 @@ fn a_sigkill_the_init_sent_is_never_an_oom_kill() {
         .iter()
         .any(|r| matches!(r, Report::OomKilled { .. })));
 }
+
+#[test]
+fn a_recycle_asked_for_a_worker_that_died_meanwhile_is_dropped() {
+    let mut s = settings(2, false);
+    s.programs[0].max_memory = Some(100 * MIB);
+    let (mut m, t0) = running_with(s);
+    let t = after(t0, 5000);
+    tick(&mut m, t);
+    // Both too big: slot 0's replacement starts, slot 1 waits its turn.
+    sample(&mut m, t, &[(100, 150 * MIB), (101, 150 * MIB)], None);
+    spawned(&mut m, 0, true, 200, t);
+    // Slot 1's worker dies on its own and restarts as pid 300.
+    let a = exited(
+        &mut m,
+        101,
+        Status::Signaled(Signal::KILL),
+        after(t, 60_000),
+    );
+    assert!(acts(a).contains(&Action::SpawnWorker {
+        slot: slot(1),
+        replacement: false,
+        workers: 2
+    }));
+    spawned(&mut m, 1, false, 300, after(t, 60_000));
+    // Slot 0's replacement is ready: the waiting request was for pid 101,
+    // which is gone; the fresh worker 300 is not replaced.
+    let a = acts(m.on_event(Event::Ready { pid: pid(200) }, after(t, 60_000)));
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::SpawnWorker {
+                replacement: true,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+}
