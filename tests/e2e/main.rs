@@ -4,10 +4,13 @@
 //! waits on conditions with deadlines, never on fixed sleeps.
 
 mod common;
+mod qemu;
 
+mod arm64;
 mod cli;
 mod demo_worker;
 mod docker;
+mod example_image;
 mod examples;
 mod fastapi;
 mod pid1;
