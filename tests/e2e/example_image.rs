@@ -316,3 +316,82 @@ fn dockerfile_example_builds_and_runs() {
         "every uvicorn stopped on SIGTERM: {logs}"
     );
 }
+
+/// The build stage of Dockerfile.example with `TARGETARCH=arm64`, as
+/// BuildKit sets it for `--platform linux/arm64` (here on the amd64
+/// stand-in, so the init is cross-linked by rust-lld): the stage's /init
+/// is an aarch64 binary that runs (under qemu-user) and plans. A second
+/// cargo build of minutes, so it runs only with CINIT_TEST_EXAMPLE_ARM64=1
+/// (not in CI, for its time budget); measured by hand in
+/// docs/deploying.md.
+#[test]
+fn dockerfile_example_builds_the_arm64_init() {
+    require_docker!();
+    if std::env::var("CINIT_TEST_EXAMPLE_ARM64").map_or(true, |v| v != "1") {
+        eprintln!(
+            "\n\
+             ##########################################################\n\
+             ## SKIPPED: the arm64 build of Dockerfile.example runs   ##\n\
+             ## only with CINIT_TEST_EXAMPLE_ARM64=1 (minutes).        ##\n\
+             ##########################################################\n"
+        );
+        return;
+    }
+    let _machine = exclusive_lock(LOCK);
+    sweep();
+    let standins = standins();
+    let tag = unique(TAG_PREFIX);
+    let image = Example {
+        tag: tag.clone(),
+        build_log: String::new(),
+    };
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_BUILDKIT", "0")
+        .current_dir(repo())
+        .args(["build", "-q", "--force-rm", "-f", "Dockerfile.example"])
+        .args(["--target", "init", "--build-arg", "TARGETARCH=arm64"])
+        .args(["--build-arg", &format!("RUST_IMAGE={}", standins[0].1)])
+        .args(["-t", &tag, "."]);
+    let out = output_within(cmd, Duration::from_secs(20 * 60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = crate::common::TempDir::new("example-arm64");
+    let init = dir.0.join("init");
+    let c = Container {
+        name: unique("cinit-test"),
+    };
+    docker_ok(&["create", "--name", &c.name, &image.tag, "true"]);
+    docker_ok(&["cp", &format!("{}:/init", c.name), &init.to_string_lossy()]);
+    let a = crate::qemu::Aarch64::new();
+    let qemu_init = |args: &[&str]| {
+        let mut argv = a.argv("init");
+        *argv.last_mut().unwrap() = init.to_string_lossy().into_owned();
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let elf = std::fs::read(&init).unwrap();
+    assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 183, "EM_AARCH64");
+    assert!(qemu_init(&["--version"]).starts_with("init "));
+    let plan: Value = serde_json::from_str(&qemu_init(&[
+        "--dry-run",
+        "--json",
+        "--workers",
+        "auto",
+        "--cpus",
+        "1.5",
+        "--memory",
+        "512m",
+        "--",
+        "true",
+    ]))
+    .unwrap();
+    assert_eq!(plan["workers"]["count"], 2, "{}", plan["workers"]);
+}
