@@ -448,7 +448,8 @@ pub fn static_bins(target: &'static str) -> &'static std::path::Path {
 fn build_static(target: &str) -> Result<std::path::PathBuf, String> {
     // This test runs as <target dir>/<profile>/deps/e2e-<hash>; the static
     // build gets its own target dir beside the profiles so that it never
-    // waits on the lock of a `cargo test` that runs us.
+    // waits on the lock of a `cargo test` that runs us. (.ci/test builds
+    // the same beforehand, and .ci/run measures it with .ci/release.)
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let target_dir = exe
         .ancestors()

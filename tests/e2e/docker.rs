@@ -154,7 +154,7 @@ pub(crate) fn docker_ok(args: &[&str]) -> String {
 /// parents that a build running at the same moment is about to reuse.
 static IMAGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-pub(crate) fn image_lock() -> std::sync::MutexGuard<'static, ()> {
+fn image_lock() -> std::sync::MutexGuard<'static, ()> {
     // A test that failed while holding it poisons nothing that matters.
     IMAGE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
