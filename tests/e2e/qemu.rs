@@ -24,7 +24,11 @@
 //! the entry if the tests made it (`cinit-test-qemu-aarch64`); a handler
 //! that was there before (say `qemu-aarch64` from binfmt-support) is never
 //! touched. A test killed outright releases its flock with its process;
-//! the entry it may leave is taken over and removed by the next run.
+//! the entry it may leave is taken over and removed by the next run (and
+//! by .ci/test's exit trap). Where binfmt_misc was not mounted, the first
+//! test mounts it at its usual place and leaves the (then empty) mount, as
+//! systemd's automount would: unmounting could drop entries that others
+//! registered meanwhile.
 //!
 //! Known limit of qemu-user 7.2 (Debian bookworm): it refuses
 //! `PR_SET_CHILD_SUBREAPER`, so the emulated init is not a subreaper when
