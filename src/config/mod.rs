@@ -25,8 +25,8 @@ use thiserror::Error;
 use toml::de::DeValue;
 
 use crate::vocab::{
-    ControlSocket, ListenAddr, LogFormat, ReadyMode, Request, RestartPolicy, Signal, SignalRule,
-    WaitTarget, Workers,
+    Amount, ControlSocket, ListenAddr, LogFormat, ReadyMode, Request, RestartPolicy, Signal,
+    SignalRule, WaitTarget, Workers,
 };
 pub use cli::{parse as parse_args, Args};
 use layers::Layers;
@@ -113,6 +113,12 @@ pub struct Config {
     pub ready_timeout: Duration,
     /// None: no watchdog.
     pub watchdog: Option<Duration>,
+    pub max_worker_memory: Option<u64>,
+    pub max_worker_age: Option<Duration>,
+    /// Percent.
+    pub max_worker_age_jitter: f64,
+    pub memory_high: Option<Amount>,
+    pub memory_interval: Duration,
     pub stop_signal: Option<Signal>,
     pub graceful_timeout: Duration,
     pub shutdown_delay: Duration,

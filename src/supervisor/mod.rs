@@ -122,6 +122,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             },
             probe: readiness::Probe::default(),
             answers: Vec::new(),
+            memory_cgroup: None,
             foreground: plan.mode == Mode::Plain
                 && nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
             terminal_step: None,
@@ -167,8 +168,14 @@ pub fn settings(plan: &Plan, pid1: bool) -> Settings {
             ready: plan.ready.mode,
             ready_timeout: plan.ready.timeout,
             watchdog: plan.ready.watchdog,
+            max_memory: plan.memory.max_worker,
+            max_age: plan.memory.max_age,
+            age_jitter: plan.memory.age_jitter,
         }],
         scale_program: 0,
+        memory_high: plan.memory.high,
+        memory_interval: plan.memory.interval,
+        memory_limit: plan.memory.limit,
     }
 }
 
@@ -201,6 +208,8 @@ struct Shell<'a> {
     probe: readiness::Probe,
     /// Events an action produced beyond its one answer.
     answers: Vec<Event>,
+    /// The init's memory cgroup, once looked for.
+    memory_cgroup: Option<Option<crate::memory::Cgroup>>,
     pid1: bool,
     /// Plain mode on a terminal: the child becomes its foreground group.
     foreground: bool,
@@ -334,7 +343,7 @@ impl Shell<'_> {
                     if received.signal == Signal::CHLD {
                         reaper::reap()
                             .into_iter()
-                            .map(|(pid, status)| self.reaped(pid, status))
+                            .flat_map(|(pid, status)| self.reaped(pid, status))
                             .collect()
                     } else {
                         vec![Event::Signal(received.signal)]
@@ -555,9 +564,34 @@ impl Shell<'_> {
         }
     }
 
-    /// A reaped status as an event; the terminal goes back to the init
-    /// when the pre-start command that had it ends.
-    fn reaped(&mut self, pid: Pid, status: Status) -> Event {
+    /// The init's memory cgroup, found the first time it is needed (a
+    /// run without the memory guard and without an OOM kill reads none of
+    /// its files).
+    fn cgroup(&mut self) -> Option<&crate::memory::Cgroup> {
+        if self.memory_cgroup.is_none() {
+            self.memory_cgroup = Some(crate::memory::Cgroup::find(std::path::Path::new("/")));
+        }
+        self.memory_cgroup.as_ref().and_then(Option::as_ref)
+    }
+
+    /// A reaped status as events: a death by SIGKILL comes with the
+    /// cgroup's OOM kill count first (was it the kernel?); the terminal
+    /// goes back to the init when the pre-start command that had it ends.
+    fn reaped(&mut self, pid: Pid, status: Status) -> Vec<Event> {
+        let mut out = Vec::new();
+        if status == Status::Signaled(Signal::KILL) && self.plan.mode == Mode::Workers {
+            if let Some(c) = self.cgroup() {
+                if let Some(count) = c.oom_kills() {
+                    let limit = c.limit();
+                    out.push(Event::OomKills { count, limit });
+                }
+            }
+        }
+        out.push(self.reaped_one(pid, status));
+        out
+    }
+
+    fn reaped_one(&mut self, pid: Pid, status: Status) -> Event {
         match status {
             Status::Stopped(signal) => Event::Stopped { pid, signal },
             status => {
@@ -699,6 +733,17 @@ impl Shell<'_> {
                     }
                 }
                 None
+            }
+            Action::SampleMemory { pids } => {
+                let workers = pids
+                    .into_iter()
+                    .map(|pid| (pid, crate::memory::tree_memory(pid.as_raw())))
+                    .collect();
+                let working_set = self.cgroup().and_then(|c| c.working_set());
+                Some(Event::MemorySampled {
+                    workers,
+                    working_set,
+                })
             }
             Action::Upstream(u) => {
                 if let Some(up) = &self.upstream {

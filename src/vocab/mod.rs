@@ -20,8 +20,9 @@ pub use control::{parse_control, parse_scale, ControlSocket, Peer, Request, Scal
 pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
 pub use target::{url_host, Target as WaitTarget};
 pub use units::{
-    format_bytes, format_duration, format_number, format_uptime, parse_bool, parse_bytes,
-    parse_count, parse_cpus, parse_duration, parse_f64, serialize_secs, MAX_DURATION,
+    format_bytes, format_duration, format_number, format_uptime, parse_amount, parse_bool,
+    parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64, parse_percent, serialize_secs,
+    Amount, MAX_DURATION,
 };
 pub use words::{
     parse_log_format, parse_ready, parse_restart, parse_workers, shell_join, LogFormat, ReadyMode,
