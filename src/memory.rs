@@ -10,36 +10,18 @@ use std::path::{Path, PathBuf};
 
 use crate::resources::Hierarchy;
 
-/// A process tree's memory, in bytes.
+/// A process tree's memory, in bytes: PSS where it can be read, else
+/// RSS, summed over the tree (`procfs`, which the status reads too).
 pub fn tree_memory(pid: i32) -> Option<u64> {
-    let mut total = 0u64;
-    let mut any = false;
-    for p in crate::readiness::tree(pid) {
-        if let Some(b) = process_memory(p) {
-            total = total.saturating_add(b);
-            any = true;
-        }
-    }
-    any.then_some(total)
+    crate::procfs::Reader::default()
+        .tree_usage(pid)
+        .map(|u| u.best)
 }
 
 /// One process's PSS (its share of the pages it maps: a page shared by
 /// two workers counts half in each), or its RSS without smaps_rollup.
 pub fn process_memory(pid: i32) -> Option<u64> {
-    if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
-        if let Some(kib) = kib_field(&text, "Pss:") {
-            return Some(kib * 1024);
-        }
-    }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    kib_field(&status, "VmRSS:").map(|kib| kib * 1024)
-}
-
-/// `Pss:     1234 kB` -> 1234.
-fn kib_field(text: &str, key: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+    crate::procfs::process_memory(pid).map(|m| m.best())
 }
 
 /// `key N` lines (memory.stat, memory.events, memory.oom_control).
@@ -123,9 +105,6 @@ mod tests {
 
     #[test]
     fn fields_parse() {
-        let rollup = "55c0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  10240 kB\nPss:   4096 kB\n";
-        assert_eq!(kib_field(rollup, "Pss:"), Some(4096));
-        assert_eq!(kib_field("garbage", "Pss:"), None);
         let events = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n";
         assert_eq!(stat_field(events, "oom_kill"), Some(2));
         assert_eq!(stat_field(events, "oom"), Some(3));

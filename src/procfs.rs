@@ -38,6 +38,9 @@ impl Memory {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub memory: Memory,
+    /// PSS where a process's smaps_rollup could be read, else its RSS,
+    /// summed: the figure the memory guard and the status use.
+    pub best: u64,
     /// utime + stime of every process of the tree, in clock ticks.
     pub ticks: u64,
     /// How many processes the tree has.
@@ -125,6 +128,7 @@ impl Reader {
             total.processes += 1;
             total.ticks += ticks;
             let m = self.memory(p);
+            total.best += m.best();
             total.memory.rss += m.rss;
             total.memory.pss = match (total.memory.pss, m.pss) {
                 (Some(a), Some(b)) => Some(a + b),
@@ -181,6 +185,7 @@ impl Reader {
                     total.processes += 1;
                     total.ticks += ticks;
                     let m = self.memory(p);
+                    total.best += m.best();
                     total.memory.rss += m.rss;
                     total.memory.pss = match (total.memory.pss, m.pss) {
                         (Some(a), Some(b)) => Some(a + b),

@@ -14,8 +14,6 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::protocol::{self, Ask};
 use crate::vocab::{ControlSocket, Request};
 
@@ -41,41 +39,39 @@ pub fn run(request: Request, json: bool, setting: &ControlSocket) -> i32 {
             return code;
         }
     };
-    let v: Value = match serde_json::from_str(&answer) {
+    let v = match super::json::object(&answer) {
         Ok(v) => v,
         Err(e) => {
             crate::log::error(&format!("the init's answer is not JSON ({e})"));
             return REFUSED;
         }
     };
-    let ok = v["ok"].as_bool() == Some(true);
-    if !ok {
-        let e = v["error"].as_str().unwrap_or("refused");
+    if v.bool("ok") != Some(true) {
         if json {
-            print(&v.to_string());
+            print(answer.trim_end());
         }
-        crate::log::error(e);
+        crate::log::error(v.str("error").unwrap_or("refused"));
         return REFUSED;
     }
     match request {
-        Request::Status if json => print(&pretty(&v["status"])),
-        Request::Status => print(v["text"].as_str().unwrap_or("")),
-        _ if json => print(&v.to_string()),
-        Request::Ready => print(v["message"].as_str().unwrap_or("")),
+        // The document as the init wrote it: one line, its fields in
+        // their order (`| python3 -m json.tool` pretty-prints it).
+        Request::Status if json => match v.get("status") {
+            Some(super::json::Field::Raw(doc)) => print(doc),
+            _ => print(answer.trim_end()),
+        },
+        Request::Status => print(v.str("text").unwrap_or("")),
+        _ if json => print(answer.trim_end()),
         _ => {
-            if let Some(m) = v["message"].as_str().filter(|m| !m.is_empty()) {
+            if let Some(m) = v.str("message").filter(|m| !m.is_empty()) {
                 print(m);
             }
         }
     }
     match request {
-        Request::Ready if v["ready"].as_bool() != Some(true) => REFUSED,
+        Request::Ready if v.bool("ready") != Some(true) => REFUSED,
         _ => OK,
     }
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
 }
 
 /// Writes a line to stdout; a reader that went away is no error.

@@ -16,6 +16,7 @@
 //! directory the init may write to. A client looks in the same places.
 
 pub mod client;
+pub mod json;
 pub mod protocol;
 pub mod server;
 

@@ -19,8 +19,8 @@
 //! error naming the version this init speaks.
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
+use super::json;
 use crate::status::Status;
 use crate::vocab::{Request, Scale, MAX_WORKERS_LIMIT};
 
@@ -38,46 +38,44 @@ pub struct Ask {
 
 /// The request line a client sends.
 pub fn request_line(ask: &Ask) -> String {
-    let mut m = Map::new();
-    m.insert("version".into(), VERSION.into());
-    m.insert("command".into(), ask.request.name().into());
+    let mut line = format!(
+        "{{\"version\":{VERSION},\"command\":\"{}\"",
+        ask.request.name()
+    );
     if ask.text {
-        m.insert("format".into(), "text".into());
+        line.push_str(",\"format\":\"text\"");
     }
     match ask.request {
-        Request::Scale(Scale::To(n)) => {
-            m.insert("to".into(), n.into());
-        }
-        Request::Scale(Scale::By(d)) => {
-            m.insert("by".into(), d.into());
-        }
+        Request::Scale(Scale::To(n)) => line.push_str(&format!(",\"to\":{n}")),
+        Request::Scale(Scale::By(d)) => line.push_str(&format!(",\"by\":{d}")),
         _ => {}
     }
-    format!("{}\n", Value::Object(m))
+    line.push_str("}\n");
+    line
 }
 
 /// Reads a request line (without its `\n`).
 pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
-    let v: Value = serde_json::from_slice(line)
-        .map_err(|e| format!("the request is not a JSON object: {e}"))?;
-    let m = v.as_object().ok_or("the request is not a JSON object")?;
+    let bad = |e: String| format!("the request is not a JSON object: {e}");
+    let text = std::str::from_utf8(line).map_err(|_| bad("not UTF-8".into()))?;
+    let m = json::object(text).map_err(bad)?;
     match m.get("version") {
         None => {}
-        Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
-        Some(other) => {
+        Some(v) if v.as_i64() == Some(VERSION as i64) => {}
+        Some(_) => {
             return Err(format!(
-                "protocol version {other} is not spoken here (this init speaks version {VERSION})"
+                "this protocol version is not spoken here (this init speaks version {VERSION})"
             ))
         }
     }
-    let command = m
-        .get("command")
-        .and_then(Value::as_str)
-        .ok_or("the request has no \"command\"")?;
-    let text = match m.get("format").map(|f| f.as_str()) {
-        None | Some(Some("json")) => false,
-        Some(Some("text")) => true,
-        Some(_) => return Err("\"format\" is \"json\" or \"text\"".into()),
+    let command = m.str("command").ok_or("the request has no \"command\"")?;
+    let text = match m.get("format") {
+        None => false,
+        Some(f) => match f.as_str() {
+            Some("json") => false,
+            Some("text") => true,
+            _ => return Err("\"format\" is \"json\" or \"text\"".into()),
+        },
     };
     let limit = MAX_WORKERS_LIMIT as i64;
     let request = match command {
@@ -86,8 +84,8 @@ pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
         "reload" => Request::Reload,
         "stop" => Request::Stop,
         "scale" => match (
-            m.get("to").and_then(Value::as_i64),
-            m.get("by").and_then(Value::as_i64),
+            m.get("to").and_then(json::Field::as_i64),
+            m.get("by").and_then(json::Field::as_i64),
         ) {
             (Some(n), None) if (1..=limit).contains(&n) => Request::Scale(Scale::To(n as u32)),
             (None, Some(d)) if d != 0 && (-limit..=limit).contains(&d) => {
@@ -190,6 +188,8 @@ mod tests {
         assert!(e("[1]").contains("not a JSON object"));
         assert!(e("{\"version\":2,\"command\":\"status\"}").contains("speaks version 1"));
         assert!(e("{\"version\":\"1\",\"command\":\"status\"}").contains("speaks version 1"));
+        assert!(e("{\"version\":1.0,\"command\":\"status\"}").contains("speaks version 1"));
+        assert!(e("{\"command\":\"status\"} trailing").contains("not a JSON object"));
         assert!(e("{}").contains("no \"command\""));
         assert!(e("{\"command\":\"rm -rf\"}").contains("unknown command"));
         assert!(e("{\"command\":\"scale\"}").contains("\"to\""));
@@ -206,20 +206,18 @@ mod tests {
     fn answers_are_one_json_line() {
         let a = error("no \"x\"\nhere");
         assert_eq!(a.matches('\n').count(), 1);
-        let v: Value = serde_json::from_str(&a).unwrap();
-        assert_eq!(v["ok"], false);
-        assert_eq!(v["version"], 1);
+        let v = json::object(a.trim_end()).unwrap();
+        assert_eq!(v.bool("ok"), Some(false));
+        assert_eq!(v.get("version").and_then(json::Field::as_i64), Some(1));
+        assert_eq!(v.str("error"), Some("no \"x\"\nhere"));
         let a = Answer {
             message: Some("fine"),
             ..Answer::ok()
         }
         .line();
         assert_eq!(a.matches('\n').count(), 1);
-        let v: Value = serde_json::from_str(&a).unwrap();
-        assert_eq!(
-            (v["ok"].as_bool(), v["message"].as_str()),
-            (Some(true), Some("fine"))
-        );
+        let v = json::object(a.trim_end()).unwrap();
+        assert_eq!((v.bool("ok"), v.str("message")), (Some(true), Some("fine")));
         assert!(v.get("status").is_none(), "absent fields are left out: {a}");
     }
 }

@@ -491,7 +491,7 @@ impl Shell<'_> {
                 continue;
             };
             let m = usage.memory;
-            w.memory_bytes = Some(m.best());
+            w.memory_bytes = Some(usage.best);
             w.pss_bytes = m.pss;
             w.rss_bytes = Some(m.rss);
             {
