@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{self, Ask};
-use crate::listeners::{self, BindError, Listener};
+use crate::listeners::{self, BindError};
 use crate::vocab::{ListenAddr, Peer};
 
 /// To send a whole request, and again to take the answer (an HTTP
@@ -76,7 +76,7 @@ pub struct Served {
     pub asked: mpsc::UnboundedReceiver<Asked>,
     /// Where the control socket is, if there is one.
     pub control: Option<PathBuf>,
-    _sockets: Vec<Listener>,
+    _files: Vec<SocketFile>,
 }
 
 /// Why a socket could not be served.
@@ -106,23 +106,14 @@ pub fn start(
     // Unbounded, yet bounded: each connection holds at most one request
     // in it, and connections are counted.
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut sockets = Vec::new();
+    let mut files = Vec::new();
     let mut path = None;
     if let Some((p, default)) = control {
-        match bind_control(&p) {
-            Ok(l) => {
-                let fd = l.try_clone_fd().map_err(|source| ServeError::Io {
-                    what: "the control socket",
-                    source,
-                })?;
-                let std = std::os::unix::net::UnixListener::from(fd);
-                let listener = tokio_unix(std).map_err(|source| ServeError::Io {
-                    what: "the control socket",
-                    source,
-                })?;
+        match bind_unix(&p, true) {
+            Ok((listener, file)) => {
                 let own_uid = nix::unistd::geteuid().as_raw();
                 spawn(accept_control(listener, tx.clone(), own_uid));
-                sockets.push(l);
+                files.push(file);
                 path = Some(p);
             }
             Err(BindError::InUse { .. }) if default => crate::log::info(&format!(
@@ -138,59 +129,111 @@ pub fn start(
         }
     }
     if let Some(addr) = metrics {
-        let l = listeners::bind_all(std::slice::from_ref(addr), 64)
-            .map_err(ServeError::Metrics)?
-            .pop()
-            .expect("one address, one listener");
         let io = |source| ServeError::Io {
             what: "the metrics socket",
             source,
         };
-        let fd = l.try_clone_fd().map_err(io)?;
-        let acceptor = match addr {
+        let (acceptor, local) = match addr {
             ListenAddr::Tcp { .. } => {
+                let l = listeners::bind_all(std::slice::from_ref(addr), 64)
+                    .map_err(ServeError::Metrics)?
+                    .pop()
+                    .expect("one address, one listener");
+                // A TCP listener leaves no file behind: one fd is enough.
+                let fd = l.try_clone_fd().map_err(io)?;
+                let local = l.local.clone();
+                drop(l);
                 let std = std::net::TcpListener::from(fd);
                 std.set_nonblocking(true).map_err(io)?;
-                Acceptor::Tcp(tokio::net::TcpListener::from_std(std).map_err(io)?)
+                (
+                    Acceptor::Tcp(tokio::net::TcpListener::from_std(std).map_err(io)?),
+                    local,
+                )
             }
-            ListenAddr::Unix { .. } => {
-                Acceptor::Unix(tokio_unix(std::os::unix::net::UnixListener::from(fd)).map_err(io)?)
+            ListenAddr::Unix { path } => {
+                let (l, file) = bind_unix(path, false).map_err(ServeError::Metrics)?;
+                files.push(file);
+                (Acceptor::Unix(l), addr.to_string())
             }
         };
         spawn(accept_metrics(acceptor, tx.clone()));
-        crate::log::info(&format!("metrics on http://{}/metrics", l.local));
-        sockets.push(l);
+        crate::log::info(&format!("metrics on http://{local}/metrics"));
     }
     Ok(Served {
         asked: rx,
         control: path,
-        _sockets: sockets,
+        _files: files,
     })
 }
 
-fn tokio_unix(l: std::os::unix::net::UnixListener) -> std::io::Result<tokio::net::UnixListener> {
-    l.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(l)
+/// A socket file this init made, removed when the init is done with it,
+/// unless the path holds another file by then.
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
 }
 
-/// The control socket, mode 0600. Before the chmod the file has the
-/// umask's mode (0755 with the usual 022: no one else may connect), and
-/// the peer check holds anyway.
-fn bind_control(path: &Path) -> Result<Listener, BindError> {
-    let addr = ListenAddr::Unix {
-        path: path.to_path_buf(),
-    };
-    let l = listeners::bind_all(std::slice::from_ref(&addr), 64)?
-        .pop()
-        .expect("one address, one listener");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
-        BindError::Bind {
-            addr: addr.to_string(),
-            source: e,
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if m.dev() == self.dev && m.ino() == self.ino {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
-    })?;
-    Ok(l)
+    }
+}
+
+/// A unix socket at `path` (one fd, close-on-exec), mode 0600 when
+/// `private`: the control socket. Before the chmod the file has the
+/// umask's mode (0755 with the usual 022: no one else may connect), and
+/// the peer check holds anyway. A file left by an earlier run is replaced
+/// only when nobody accepts on it (as `--listen` does).
+fn bind_unix(
+    path: &Path,
+    private: bool,
+) -> Result<(tokio::net::UnixListener, SocketFile), BindError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let addr = format!("unix:{}", path.display());
+    let fail = |e: std::io::Error| BindError::Bind {
+        addr: addr.clone(),
+        source: e,
+    };
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if m.file_type().is_socket() {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(BindError::InUse {
+                        addr,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    return Err(BindError::InUse {
+                        addr,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(_) => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
+    let l = std::os::unix::net::UnixListener::bind(path).map_err(fail)?;
+    let m = std::fs::symlink_metadata(path).map_err(fail)?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        dev: m.dev(),
+        ino: m.ino(),
+    };
+    if private {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
+    l.set_nonblocking(true).map_err(fail)?;
+    let l = tokio::net::UnixListener::from_std(l).map_err(fail)?;
+    Ok((l, file))
 }
 
 /// Counts a connection while it lives.
@@ -481,6 +524,31 @@ mod tests {
         assert_eq!(p("GET /metrics\r\n\r\n"), HttpAsk::BadRequest);
         assert_eq!(p("GET /metrics SPDY/3\r\n\r\n"), HttpAsk::BadRequest);
         assert_eq!(p("\u{0}\u{1}"), HttpAsk::BadRequest);
+    }
+
+    #[test]
+    fn the_control_socket_is_private_takes_over_only_a_stale_file_and_goes_away() {
+        use std::os::unix::fs::PermissionsExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .unwrap();
+        let _in_rt = rt.enter();
+        let path = std::env::temp_dir().join(format!("cinit-ctl-{}.sock", std::process::id()));
+        // A stale file (nobody listens) is replaced.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let (l, file) = bind_unix(&path, true).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A live one is never taken over.
+        match bind_unix(&path, true) {
+            Err(BindError::InUse { .. }) => {}
+            other => panic!("a live socket was taken over: {:?}", other.map(|_| ())),
+        }
+        assert!(path.exists());
+        drop(l);
+        drop(file);
+        assert!(!path.exists(), "the socket file goes with the init");
     }
 
     #[test]
