@@ -173,7 +173,7 @@ fn bind(addr: &ListenAddr, backlog: u32, above: RawFd) -> Result<Listener, BindE
 /// EADDRINUSE, so it is removed, but only when it is stale: a connect
 /// that is refused. One that accepts belongs to a live server (`Err`). A
 /// regular file at that path is left alone (bind reports it).
-fn remove_stale_socket(path: &Path) -> Result<(), ()> {
+pub(crate) fn remove_stale_socket(path: &Path) -> Result<(), ()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());

@@ -146,7 +146,8 @@ impl Reader {
     /// only the trees' members have their `smaps_rollup` read. In a
     /// container (as PID 1) /proc holds little more than the workers, so
     /// this reads far less than a walk of each tree's `children` lists;
-    /// on a host with thousands of processes `tree_usage` is cheaper.
+    /// on a host (not PID 1) it reads every process's `stat`, a few
+    /// milliseconds for a thousand.
     pub fn usage_by_scan(&mut self, roots: &[i32]) -> Vec<Option<Usage>> {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return roots.iter().map(|&r| self.tree_usage(r)).collect();

@@ -181,8 +181,8 @@ pub static SETTINGS: &[Setting] = &[
             c.probe = Some(WaitTarget::parse(v)?);
             Ok(())
         }),
-        help: "Probe URL once (tcp://, http://, unix://, file://) and exit 0 if it answers, 1 if not: a HEALTHCHECK for images without curl. `ready` asks the running init instead: 0 only while it runs, is not stopping, and every worker slot has a ready worker",
-        why: "A health check names its URL on its own command line; a variable would turn every start of the image into a probe. `ready` never touches the app (no access-log line per probe) and needs no shell or client in the image (docs/status.md).",
+        help: "Probe URL once (tcp://, http://, unix://, file://) and exit 0 if it answers, 1 if not: a HEALTHCHECK for images without curl. `ready` asks the running init: 0 while every worker slot has a ready worker and no shutdown began",
+        why: "A health check names its URL on its own command line; a variable would turn every start of the image into a probe. `ready` never touches the app (docs/status.md).",
         ..BASE
     },
     Setting {
@@ -191,8 +191,8 @@ pub static SETTINGS: &[Setting] = &[
         env: None,
         toml: false,
         kind: Kind::Switch(|c, v| switch_request(c, v, Request::Status)),
-        help: "Show what the running init does: phase, each worker (pid, state, ready, uptime, restarts, last exit, memory, CPU, STATUS=), the sockets' accept queues, the limits; with --json as one JSON document",
-        why: "`docker exec CONTAINER /init --status` works in a FROM scratch image, where there is no `ps` (docs/status.md).",
+        help: "Show the running init's workers (pid, state, ready, uptime, restarts, last exit, memory, CPU, STATUS=), sockets and limits; --json for the document",
+        why: "`docker exec CONTAINER /init --status` works where there is no `ps` (docs/status.md).",
         ..BASE
     },
     Setting {
@@ -202,7 +202,7 @@ pub static SETTINGS: &[Setting] = &[
         toml: false,
         kind: Kind::Switch(|c, v| switch_request(c, v, Request::Reload)),
         help: "Ask the running init for a rolling restart, as SIGHUP does",
-        why: "The same as `kill -HUP 1`, from a tool that may not have `kill`, with an answer.",
+        why: "`kill -HUP 1`, with an answer.",
         ..BASE
     },
     Setting {
@@ -212,8 +212,8 @@ pub static SETTINGS: &[Setting] = &[
         env: None,
         toml: false,
         kind: Kind::Scalar(|c, v| request(c, Request::Scale(parse_scale(v)?))),
-        help: "Ask the running init for N workers, or N more or fewer (1 to --max-workers, as SIGTTIN and SIGTTOU do)",
-        why: "TTIN and TTOU add or remove one worker; this sets any count within the same bounds.",
+        help: "Ask the running init for N workers, or N more or fewer (1 to --max-workers, as SIGTTIN/SIGTTOU do)",
+        why: "TTIN and TTOU move by one; this by any amount, within the same bounds.",
         ..BASE
     },
     Setting {
@@ -223,7 +223,7 @@ pub static SETTINGS: &[Setting] = &[
         toml: false,
         kind: Kind::Switch(|c, v| switch_request(c, v, Request::Stop)),
         help: "Ask the running init to shut down, as SIGTERM does",
-        why: "The same as `kill -TERM 1`, with an answer; asked again while stopping, it changes nothing (a second SIGTERM would kill everything).",
+        why: "`kill -TERM 1`, with an answer; again while stopping, it changes nothing (a second TERM kills everything).",
         ..BASE
     },
     Setting {
@@ -236,8 +236,8 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         }),
         default: Default::Described("/run/cinit.sock; $XDG_RUNTIME_DIR/cinit.sock or /tmp/cinit.sock when /run is not writable"),
-        help: "The control socket (mode 0600, root or the init's own uid only) that --status, --reload, --scale, --stop and --probe ready talk to; none: no socket",
-        why: "`/run` is where runtime sockets live; a FROM scratch image has none, so the init makes it. The clients look in the same places (or where `--control`/`CINIT_CONTROL` says).",
+        help: "The control socket (mode 0600, root or the init's uid) of --status, --reload, --scale, --stop and --probe ready; none: no socket",
+        why: "`/run` is where runtime sockets live (the init makes it in a FROM scratch image); clients look in the same places.",
         ..BASE
     },
     Setting {
@@ -248,13 +248,18 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Scalar(|c, v| {
             c.metrics = match v.trim() {
                 "none" | "off" => None,
-                v => Some(ListenAddr::parse(v)?),
+                v => match ListenAddr::parse(v)? {
+                    ListenAddr::Unix { .. } => {
+                        return Err("metrics are served over TCP: use host:port".into())
+                    }
+                    tcp => Some(tcp),
+                },
             };
             Ok(())
         }),
         default: Default::Value("off"),
-        help: "Serve GET /metrics (Prometheus text format, names cinit_*) on ADDR (host:port or unix:/path)",
-        why: "Off: a port is the operator's choice, and the page shows pids and counts to whoever reaches it. Served from the init's own event loop, read only when scraped (docs/status.md).",
+        help: "Serve GET /metrics (Prometheus text format) on ADDR (host:port)",
+        why: "Off: a port is the operator's choice, and the page shows pids to whoever reaches it (docs/status.md).",
         ..BASE
     },
     Setting {

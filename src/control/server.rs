@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{self, Ask};
@@ -54,10 +54,6 @@ async fn within(limit: Duration, step: Task<'_>) -> bool {
     tokio::time::timeout(limit, step).await.is_ok()
 }
 
-/// A metrics connection, TCP or unix.
-trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
-
 /// What a client asked, and where the answer goes.
 pub struct Asked {
     pub query: Query,
@@ -79,21 +75,6 @@ pub struct Served {
     _files: Vec<SocketFile>,
 }
 
-/// Why a socket could not be served.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("failed to open the control socket: {0}")]
-    Control(#[source] BindError),
-    #[error("failed to open the metrics socket: {0}")]
-    Metrics(#[source] BindError),
-    #[error("failed to serve {what}: {source}")]
-    Io {
-        what: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
 /// Binds and serves the control socket (at `control`: `(path, chosen by
 /// default)`) and the metrics page (at `metrics`). Must run inside the
 /// event loop. A default path that cannot be had (another init holds it,
@@ -102,14 +83,14 @@ pub enum ServeError {
 pub fn start(
     control: Option<(PathBuf, bool)>,
     metrics: Option<&ListenAddr>,
-) -> Result<Served, ServeError> {
+) -> Result<Served, String> {
     // Unbounded, yet bounded: each connection holds at most one request
     // in it, and connections are counted.
     let (tx, rx) = mpsc::unbounded_channel();
     let mut files = Vec::new();
     let mut path = None;
     if let Some((p, default)) = control {
-        match bind_unix(&p, true) {
+        match bind_control(&p) {
             Ok((listener, file)) => {
                 let own_uid = nix::unistd::geteuid().as_raw();
                 spawn(accept_control(listener, tx.clone(), own_uid));
@@ -125,37 +106,23 @@ pub fn start(
             Err(e) if default => crate::log::info(&format!(
                 "no control socket (--control PATH chooses another place): {e}"
             )),
-            Err(e) => return Err(ServeError::Control(e)),
+            Err(e) => return Err(format!("failed to open the control socket: {e}")),
         }
     }
     if let Some(addr) = metrics {
-        let io = |source| ServeError::Io {
-            what: "the metrics socket",
-            source,
-        };
-        let (acceptor, local) = match addr {
-            ListenAddr::Tcp { .. } => {
-                let l = listeners::bind_all(std::slice::from_ref(addr), 64)
-                    .map_err(ServeError::Metrics)?
-                    .pop()
-                    .expect("one address, one listener");
-                // A TCP listener leaves no file behind: one fd is enough.
-                let fd = l.try_clone_fd().map_err(io)?;
-                let local = l.local.clone();
-                drop(l);
-                let std = std::net::TcpListener::from(fd);
-                std.set_nonblocking(true).map_err(io)?;
-                (
-                    Acceptor::Tcp(tokio::net::TcpListener::from_std(std).map_err(io)?),
-                    local,
-                )
-            }
-            ListenAddr::Unix { path } => {
-                let (l, file) = bind_unix(path, false).map_err(ServeError::Metrics)?;
-                files.push(file);
-                (Acceptor::Unix(l), addr.to_string())
-            }
-        };
+        let io = |e: std::io::Error| format!("failed to serve the metrics socket: {e}");
+        let bind = |e: BindError| format!("failed to open the metrics socket: {e}");
+        let l = listeners::bind_all(std::slice::from_ref(addr), 64)
+            .map_err(bind)?
+            .pop()
+            .expect("one address, one listener");
+        // A TCP listener leaves no file behind: one fd is enough.
+        let fd = l.try_clone_fd().map_err(io)?;
+        let local = l.local.clone();
+        drop(l);
+        let std = std::net::TcpListener::from(fd);
+        std.set_nonblocking(true).map_err(io)?;
+        let acceptor = tokio::net::TcpListener::from_std(std).map_err(io)?;
         spawn(accept_metrics(acceptor, tx.clone()));
         crate::log::info(&format!("metrics on http://{local}/metrics"));
     }
@@ -185,42 +152,21 @@ impl Drop for SocketFile {
     }
 }
 
-/// A unix socket at `path` (one fd, close-on-exec), mode 0600 when
-/// `private`: the control socket. Before the chmod the file has the
+/// The control socket at `path` (one fd, close-on-exec), mode 0600. Before the chmod the file has the
 /// umask's mode (0755 with the usual 022: no one else may connect), and
 /// the peer check holds anyway. A file left by an earlier run is replaced
 /// only when nobody accepts on it (as `--listen` does).
-fn bind_unix(
-    path: &Path,
-    private: bool,
-) -> Result<(tokio::net::UnixListener, SocketFile), BindError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+fn bind_control(path: &Path) -> Result<(tokio::net::UnixListener, SocketFile), BindError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let addr = format!("unix:{}", path.display());
+    listeners::remove_stale_socket(path).map_err(|()| BindError::InUse {
+        addr: addr.clone(),
+        path: path.to_path_buf(),
+    })?;
     let fail = |e: std::io::Error| BindError::Bind {
         addr: addr.clone(),
         source: e,
     };
-    if let Ok(m) = std::fs::symlink_metadata(path) {
-        if m.file_type().is_socket() {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(BindError::InUse {
-                        addr,
-                        path: path.to_path_buf(),
-                    })
-                }
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
-                    return Err(BindError::InUse {
-                        addr,
-                        path: path.to_path_buf(),
-                    })
-                }
-                Err(_) => {
-                    let _ = std::fs::remove_file(path);
-                }
-            }
-        }
-    }
     let l = std::os::unix::net::UnixListener::bind(path).map_err(fail)?;
     let m = std::fs::symlink_metadata(path).map_err(fail)?;
     let file = SocketFile {
@@ -228,9 +174,7 @@ fn bind_unix(
         dev: m.dev(),
         ino: m.ino(),
     };
-    if private {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     l.set_nonblocking(true).map_err(fail)?;
     let l = tokio::net::UnixListener::from_std(l).map_err(fail)?;
     Ok((l, file))
@@ -382,25 +326,11 @@ async fn read_request<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, String
     }
 }
 
-enum Acceptor {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener),
-}
-
-impl Acceptor {
-    async fn accept(&self) -> std::io::Result<Box<dyn Conn>> {
-        Ok(match self {
-            Acceptor::Tcp(l) => Box::new(l.accept().await?.0),
-            Acceptor::Unix(l) => Box::new(l.accept().await?.0),
-        })
-    }
-}
-
-async fn accept_metrics(acceptor: Acceptor, tx: mpsc::UnboundedSender<Asked>) {
+async fn accept_metrics(acceptor: tokio::net::TcpListener, tx: mpsc::UnboundedSender<Asked>) {
     let count = Arc::new(AtomicUsize::new(0));
     loop {
         let stream = match acceptor.accept().await {
-            Ok(s) => s,
+            Ok((s, _)) => s,
             Err(_) => {
                 tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
@@ -421,10 +351,8 @@ async fn accept_metrics(acceptor: Acceptor, tx: mpsc::UnboundedSender<Asked>) {
 /// What an HTTP request head asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HttpAsk {
-    /// `GET /metrics` (`head`: HEAD, no body).
-    Metrics {
-        head: bool,
-    },
+    /// `GET /metrics`.
+    Metrics,
     /// Another path.
     NotFound,
     /// Another method.
@@ -444,29 +372,22 @@ pub fn parse_http(head: &[u8]) -> HttpAsk {
     if words.next().is_some() || !version.starts_with("HTTP/1.") {
         return HttpAsk::BadRequest;
     }
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => HttpAsk::Metrics { head: false },
-        ("HEAD", "/metrics") => HttpAsk::Metrics { head: true },
-        ("GET" | "HEAD", _) => HttpAsk::NotFound,
+    match (method, target.split('?').next()) {
+        ("GET", Some("/metrics")) => HttpAsk::Metrics,
+        ("GET", _) => HttpAsk::NotFound,
         _ => HttpAsk::NotAllowed,
     }
 }
 
-fn http_answer(status: &str, extra: &str, body: &str, head: bool) -> String {
+/// A whole HTTP answer; `status` may carry a header line after it.
+fn http_answer(status: &str, body: &str) -> String {
     format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{}",
-        if status.starts_with("200") {
-            "text/plain; version=0.0.4; charset=utf-8"
-        } else {
-            "text/plain; charset=utf-8"
-        },
-        body.len(),
-        if head { "" } else { body }
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
 }
 
-async fn http_connection(mut s: Box<dyn Conn>, tx: mpsc::UnboundedSender<Asked>) {
+async fn http_connection(mut s: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Asked>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     let ask = loop {
@@ -483,18 +404,16 @@ async fn http_connection(mut s: Box<dyn Conn>, tx: mpsc::UnboundedSender<Asked>)
         }
     };
     let answer = match ask {
-        HttpAsk::Metrics { head } => match ask_loop(&tx, Query::Metrics).await {
-            Some(page) => http_answer("200 OK", "", &page, head),
+        HttpAsk::Metrics => match ask_loop(&tx, Query::Metrics).await {
+            Some(page) => http_answer("200 OK", &page),
             None => return,
         },
-        HttpAsk::NotFound => http_answer("404 Not Found", "", "not found: try /metrics\n", false),
+        HttpAsk::NotFound => http_answer("404 Not Found", "not found: try /metrics\n"),
         HttpAsk::NotAllowed => http_answer(
-            "405 Method Not Allowed",
-            "Allow: GET, HEAD\r\n",
+            "405 Method Not Allowed\r\nAllow: GET",
             "only GET /metrics\n",
-            false,
         ),
-        HttpAsk::BadRequest => http_answer("400 Bad Request", "", "bad request\n", false),
+        HttpAsk::BadRequest => http_answer("400 Bad Request", "bad request\n"),
     };
     let _ = s.write_all(answer.as_bytes()).await;
     let _ = s.shutdown().await;
@@ -509,21 +428,18 @@ mod tests {
         let p = |s: &str| parse_http(s.as_bytes());
         assert_eq!(
             p("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            HttpAsk::Metrics { head: false }
+            HttpAsk::Metrics
         );
-        assert_eq!(
-            p("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            HttpAsk::Metrics { head: false }
-        );
-        assert_eq!(
-            p("HEAD /metrics HTTP/1.1\r\n\r\n"),
-            HttpAsk::Metrics { head: true }
-        );
+        assert_eq!(p("GET /metrics?x=1 HTTP/1.0\r\n\r\n"), HttpAsk::Metrics);
         assert_eq!(p("GET / HTTP/1.1\r\n\r\n"), HttpAsk::NotFound);
         assert_eq!(p("POST /metrics HTTP/1.1\r\n\r\n"), HttpAsk::NotAllowed);
+        assert_eq!(p("HEAD /metrics HTTP/1.1\r\n\r\n"), HttpAsk::NotAllowed);
         assert_eq!(p("GET /metrics\r\n\r\n"), HttpAsk::BadRequest);
         assert_eq!(p("GET /metrics SPDY/3\r\n\r\n"), HttpAsk::BadRequest);
         assert_eq!(p("\u{0}\u{1}"), HttpAsk::BadRequest);
+        let a = http_answer("405 Method Not Allowed\r\nAllow: GET", "x\n");
+        assert!(a.starts_with("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Type: "));
+        assert!(a.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\nx\n"));
     }
 
     #[test]
@@ -537,11 +453,11 @@ mod tests {
         let path = std::env::temp_dir().join(format!("cinit-ctl-{}.sock", std::process::id()));
         // A stale file (nobody listens) is replaced.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let (l, file) = bind_unix(&path, true).unwrap();
+        let (l, file) = bind_control(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         // A live one is never taken over.
-        match bind_unix(&path, true) {
+        match bind_control(&path) {
             Err(BindError::InUse { .. }) => {}
             other => panic!("a live socket was taken over: {:?}", other.map(|_| ())),
         }

@@ -50,34 +50,22 @@ pub fn render(s: &Status) -> String {
     m.family(
         "cinit_start_time_seconds",
         "gauge",
-        "Unix time the init started.",
+        "Unix time of the start.",
     );
     m.sample("cinit_start_time_seconds", &[], s.started_at_s);
-    m.family(
-        "cinit_uptime_seconds",
-        "gauge",
-        "Seconds since the init started.",
-    );
+    m.family("cinit_uptime_seconds", "gauge", "Seconds since the start.");
     m.sample("cinit_uptime_seconds", &[], s.uptime);
-    m.family(
-        "cinit_phase",
-        "gauge",
-        "1 for the supervisor's phase now, 0 for the others.",
-    );
+    m.family("cinit_phase", "gauge", "1 for the phase now.");
     for p in Phase::ALL {
         m.sample("cinit_phase", &[("phase", p.as_str())], b(s.phase == p));
     }
-    m.family(
-        "cinit_ready",
-        "gauge",
-        "1 while running, not stopping, with a ready worker in every slot (init --probe ready).",
-    );
+    m.family("cinit_ready", "gauge", "1 when init --probe ready passes.");
     m.sample("cinit_ready", &[], b(s.ready));
 
     m.family(
         "cinit_workers",
         "gauge",
-        "Worker slots by state; retiring counts old workers being stopped.",
+        "Worker slots by state; retiring: old workers.",
     );
     for p in &s.programs {
         for st in SlotState::ALL {
@@ -94,11 +82,7 @@ pub fn render(s: &Status) -> String {
             p.retiring.len() as f64,
         );
     }
-    m.family(
-        "cinit_workers_desired",
-        "gauge",
-        "The worker count (slots) now, after scaling.",
-    );
+    m.family("cinit_workers_desired", "gauge", "The worker count now.");
     for p in &s.programs {
         m.sample(
             "cinit_workers_desired",
@@ -106,11 +90,7 @@ pub fn render(s: &Status) -> String {
             p.workers as f64,
         );
     }
-    m.family(
-        "cinit_workers_max",
-        "gauge",
-        "The most workers scaling may reach (--max-workers).",
-    );
+    m.family("cinit_workers_max", "gauge", "--max-workers.");
     for p in &s.programs {
         m.sample(
             "cinit_workers_max",
@@ -118,11 +98,7 @@ pub fn render(s: &Status) -> String {
             p.max_workers as f64,
         );
     }
-    m.family(
-        "cinit_workers_ready",
-        "gauge",
-        "Worker slots whose worker is ready.",
-    );
+    m.family("cinit_workers_ready", "gauge", "Slots with a ready worker.");
     for p in &s.programs {
         m.sample(
             "cinit_workers_ready",
@@ -130,11 +106,7 @@ pub fn render(s: &Status) -> String {
             p.ready as f64,
         );
     }
-    m.family(
-        "cinit_restarts_total",
-        "counter",
-        "Workers started again or replaced, by reason.",
-    );
+    m.family("cinit_restarts_total", "counter", "Restarts by reason.");
     for p in &s.programs {
         for (why, n) in p.restarts.pairs() {
             m.sample(
@@ -159,40 +131,34 @@ pub fn render(s: &Status) -> String {
     };
     type Get = fn(&super::Worker) -> Option<f64>;
     let families: [(&str, &str, &str, Get); 6] = [
-        (
-            "cinit_worker_pid",
-            "gauge",
-            "The pid of each slot's worker.",
-            |w| Some(w.pid as f64),
-        ),
-        (
-            "cinit_worker_ready",
-            "gauge",
-            "1 when the slot's worker is ready.",
-            |w| Some(if w.ready { 1.0 } else { 0.0 }),
-        ),
+        ("cinit_worker_pid", "gauge", "The worker's pid.", |w| {
+            Some(w.pid as f64)
+        }),
+        ("cinit_worker_ready", "gauge", "1 when it is ready.", |w| {
+            Some(if w.ready { 1.0 } else { 0.0 })
+        }),
         (
             "cinit_worker_uptime_seconds",
             "gauge",
-            "Seconds since the slot's worker started.",
+            "Seconds since its start.",
             |w| Some(w.uptime_s),
         ),
         (
             "cinit_worker_memory_bytes",
             "gauge",
-            "Memory of the worker's process tree: PSS, or RSS where PSS cannot be read.",
+            "PSS of its process tree (RSS where unreadable).",
             |w| w.memory_bytes.map(|v| v as f64),
         ),
         (
             "cinit_worker_rss_bytes",
             "gauge",
-            "RSS of the worker's process tree (shared pages counted in every process).",
+            "RSS of its process tree.",
             |w| w.rss_bytes.map(|v| v as f64),
         ),
         (
             "cinit_worker_cpu_seconds_total",
             "counter",
-            "CPU time (user + system) of the worker's process tree.",
+            "CPU time of its process tree.",
             |w| w.cpu_s,
         ),
     ];
@@ -210,7 +176,7 @@ pub fn render(s: &Status) -> String {
     m.family(
         "cinit_listener_accept_queue",
         "gauge",
-        "Connections waiting in a --listen socket's accept queue (TCP only).",
+        "Connections waiting to be accepted.",
     );
     for l in &s.listeners {
         if let Some(q) = l.accept_queue {
@@ -221,11 +187,7 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
-    m.family(
-        "cinit_listener_accept_queue_max",
-        "gauge",
-        "The most connections a --listen socket's accept queue holds (its backlog).",
-    );
+    m.family("cinit_listener_accept_queue_max", "gauge", "The backlog.");
     for l in &s.listeners {
         if let Some(q) = l.accept_queue_max {
             m.sample(
@@ -236,17 +198,13 @@ pub fn render(s: &Status) -> String {
         }
     }
     if let Some(l) = &s.limits {
-        m.family(
-            "cinit_limit_cpus",
-            "gauge",
-            "CPUs the container may use (cgroup quota and affinity).",
-        );
+        m.family("cinit_limit_cpus", "gauge", "CPUs the container may use.");
         m.sample("cinit_limit_cpus", &[], l.cpus);
         if let Some(mem) = l.memory_bytes {
             m.family(
                 "cinit_limit_memory_bytes",
                 "gauge",
-                "Memory the container may use (cgroup limit).",
+                "The container's memory limit.",
             );
             m.sample("cinit_limit_memory_bytes", &[], mem as f64);
         }

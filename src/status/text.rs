@@ -72,7 +72,7 @@ fn worker_row(
         label(p, s.slot, tag)
     };
     let state = match (w.and_then(|w| w.failing), state) {
-        (Some(why), "stopping") => format!("stopping ({})", why.replace('_', " ")),
+        (Some(why), "stopping") => format!("stopping ({why})"),
         _ => state.to_string(),
     };
     let state = match s.restart_in_s {

@@ -97,7 +97,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             crate::control::server_path(&plan.control_setting),
             plan.metrics.as_ref(),
         )
-        .map_err(|e| Error::Failed(e.to_string()))?;
+        .map_err(Error::Failed)?;
         let workers = plan.mode == Mode::Workers;
         let notify = if workers {
             match notify::Socket::bind() {
@@ -410,14 +410,13 @@ impl Shell<'_> {
                 let s = machine.snapshot(now);
                 let ready: u32 = s.programs.iter().map(|p| p.ready).sum();
                 let slots: u32 = s.programs.iter().map(|p| p.workers).sum();
-                let message = if s.ready {
-                    format!("ready: {ready}/{slots} worker(s) ready")
-                } else if let (false, Some(step)) = (s.stopping, &s.step) {
-                    format!("not ready: pre-start step {step}")
-                } else if s.phase != status::Phase::Running {
-                    format!("not ready: {}", s.phase.as_str())
-                } else {
-                    format!("not ready: {ready}/{slots} worker(s) ready")
+                let message = match (&s.step, s.phase) {
+                    (Some(step), _) => format!("not ready: pre-start step {step}"),
+                    (None, status::Phase::Running) => format!(
+                        "{}: {ready}/{slots} worker(s) ready",
+                        if s.ready { "ready" } else { "not ready" }
+                    ),
+                    (None, phase) => format!("not ready: {}", phase.as_str()),
                 };
                 let answer = Answer {
                     ready: Some(s.ready),
@@ -479,13 +478,9 @@ impl Shell<'_> {
         let mut seen = Vec::new();
         let mut reader = procfs::Reader::default();
         let pids: Vec<i32> = s.workers_mut().map(|w| w.pid).collect();
-        // As PID 1, /proc is the container's: one pass over it is the
-        // cheapest; on a host, each worker's tree is walked instead.
-        let usages = if self.pid1 {
-            reader.usage_by_scan(&pids)
-        } else {
-            pids.iter().map(|&p| reader.tree_usage(p)).collect()
-        };
+        // One pass over /proc (the container's, as PID 1) finds every
+        // worker's tree: far fewer reads than walking each tree.
+        let usages = reader.usage_by_scan(&pids);
         for (w, usage) in s.workers_mut().zip(usages) {
             let Some(usage) = usage else {
                 continue;
