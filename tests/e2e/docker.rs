@@ -35,11 +35,11 @@ use serde_json::Value;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 /// The port the demo serves on inside the containers.
-const PORT: u16 = 8000;
+pub(crate) const PORT: u16 = 8000;
 
 // ------------------------------------------------------------------ set-up
 
-fn docker_available() -> bool {
+pub(crate) fn docker_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         Command::new("docker")
@@ -161,12 +161,12 @@ fn docker_within(args: &[&str], timeout: Duration) -> Output {
     }
 }
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     docker_within(args, Duration::from_secs(60))
 }
 
 /// `docker ARGS`, which must succeed; its stdout.
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -198,13 +198,13 @@ fn image_lock() -> nix::fcntl::Flock<std::fs::File> {
 }
 
 /// A `FROM scratch` image with `/init` and `/cinit-demo`; removed on drop.
-struct Image {
+pub(crate) struct Image {
     tag: String,
 }
 
 impl Image {
     /// `extra` is appended to the Dockerfile (a HEALTHCHECK, say).
-    fn build(extra: &str) -> Image {
+    pub(crate) fn build(extra: &str) -> Image {
         let bins = static_bins();
         let ctx = TempDir::new("docker-ctx");
         for bin in ["init", "cinit-demo"] {
@@ -268,13 +268,13 @@ struct Proc {
 }
 
 /// A container, removed (with its volumes) on drop.
-struct Container {
-    name: String,
+pub(crate) struct Container {
+    pub(crate) name: String,
 }
 
 impl Container {
     /// `docker run -d --name NAME DOCKER_ARGS IMAGE ARGS`.
-    fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
+    pub(crate) fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
         let c = Container {
             name: unique("cinit-test"),
         };
@@ -299,13 +299,13 @@ impl Container {
         (c, out)
     }
 
-    fn inspect(&self, format: &str) -> String {
+    pub(crate) fn inspect(&self, format: &str) -> String {
         docker_ok(&["inspect", "-f", format, &self.name])
             .trim()
             .to_string()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let out = docker(&["logs", &self.name]);
         format!(
             "{}{}",
@@ -314,7 +314,7 @@ impl Container {
         )
     }
 
-    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let end = Instant::now() + timeout;
         loop {
             let logs = self.logs();
@@ -330,7 +330,7 @@ impl Container {
 
     /// Polls `cond` until it holds; past `timeout`, fails with the
     /// container's state and logs.
-    fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let end = Instant::now() + timeout;
         while !cond() {
             if Instant::now() > end {
@@ -340,7 +340,7 @@ impl Container {
         }
     }
 
-    fn fail(&self, msg: &str) -> ! {
+    pub(crate) fn fail(&self, msg: &str) -> ! {
         let state = docker(&["inspect", "-f", "{{json .State}}", &self.name]);
         panic!(
             "{msg}\n{} state: {}\n--- docker logs ---\n{}",
@@ -350,18 +350,18 @@ impl Container {
         )
     }
 
-    fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.inspect("{{.State.Running}}") == "true"
     }
 
     /// Waits for the container to stop; its exit code.
-    fn exit_code(&self, timeout: Duration) -> i32 {
+    pub(crate) fn exit_code(&self, timeout: Duration) -> i32 {
         self.wait_for("the container to exit", timeout, || !self.running());
         self.inspect("{{.State.ExitCode}}").parse().unwrap()
     }
 
     /// The host port that `docker run -p 127.0.0.1::PORT` chose.
-    fn host_port(&self) -> u16 {
+    pub(crate) fn host_port(&self) -> u16 {
         let out = docker(&["port", &self.name, &format!("{PORT}/tcp")]);
         if !out.status.success() {
             self.fail(&format!(

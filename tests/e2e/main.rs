@@ -10,6 +10,7 @@ mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
+mod docker_memory;
 mod docs_examples;
 mod examples;
 mod fastapi;
