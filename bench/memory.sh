@@ -10,13 +10,14 @@
 #                       --max-requests 1000 --max-requests-jitter 100 app.main:app
 #   3. neither:       as 1 without --max-worker-memory
 #
-# The load is wrk at a fixed rate (a Lua script's delay), where some
-# requests are GET /leak?mib=1, in two mixes that leak the same 5 MiB/s:
-# A in small steps (1 request in 10), B in large ones (1 in 4). Reports OOM
-# kills (the cgroup's oom_kill), failed requests (wrk's socket errors and
-# non-2xx answers), p99 latency, peak memory (the cgroup's
-# max_usage_in_bytes and its working set), workers replaced on purpose.
-# bench/memory/run.py defines each measurement and says why these settings.
+# The load (bench/memory/load.py) sends requests at a fixed rate, each on
+# a new connection, some of them GET /leak?mib=1, in two mixes that leak
+# the same 5 MiB/s: A in small steps (1 request in 10 of 50/s), B in large
+# ones (1 in 4 of 20/s). Reports OOM kills (the cgroup's oom_kill), failed
+# requests, p99 latency, peak memory (the cgroup's max_usage_in_bytes and
+# its working set) and the workers replaced on purpose.
+# bench/memory/run.py defines each measurement and says why these
+# settings; load.py why it is not wrk.
 #
 # Prints a header (command, commit, date, machine, binary, peers' versions:
 # bench/header.sh) and one markdown table on stdout (progress on stderr);
@@ -27,13 +28,13 @@
 # target/x86_64-unknown-linux-musl/release/init). Needs root and a cgroup
 # v1 memory hierarchy (/sys/fs/cgroup/memory), python3 with pip, and cargo.
 # What is missing is installed only when asked (a prompt on a terminal, or
-# BENCH_INSTALL=1; else it stops and names it): wrk with apt-get,
+# BENCH_INSTALL=1; else it stops and names it):
 # examples/fastapi/requirements.txt with pip. Usage, from the repository
 # root:
 #     bench/memory.sh > table.md
 # Environment: CARGO_TARGET_DIR (default target), DURATION (seconds of load
-# per server and mix, 60), LIMIT_MIB (256), CONNS (10), MIXES ("10:200
-# 4:500": LEAK_EVERY:DELAY_MS pairs), MAX_WORKER_MEMORY (70MiB),
+# per server and mix, 60), LIMIT_MIB (256), MIXES ("10:50 4:20":
+# LEAK_EVERY:REQUESTS_PER_SECOND pairs), MAX_WORKER_MEMORY (70MiB),
 # MAX_REQUESTS (1000), MAX_REQUESTS_JITTER (100), BENCH_INSTALL (1: install
 # without asking).
 set -eu
@@ -61,7 +62,6 @@ if ! python3 -c 'import fastapi, uvicorn, gunicorn' 2>/dev/null; then
         python3 -m pip install -q --break-system-packages -r "$APP/requirements.txt" >&2 ||
         die "pip install failed"
 fi
-command -v wrk >/dev/null || bench_need_packages wrk
 
 TARGET=${CARGO_TARGET_DIR:-target}
 say "building the shipped binary: bash .ci/release"
@@ -119,8 +119,8 @@ say "nproc $(nproc); load$(uptime | sed 's/.*load average//')"
 PEERS=$(python3 -c 'import platform
 from importlib.metadata import version
 print(", ".join(["Python " + platform.python_version()] + [p + " " + version(p) for p in ("fastapi", "uvicorn", "gunicorn")]))')
-bench_header "bash bench/memory.sh" "DURATION=${DURATION:-60} LIMIT_MIB=${LIMIT_MIB:-256} CONNS=${CONNS:-10} MIXES=\"${MIXES:-10:200 4:500}\" MAX_WORKER_MEMORY=${MAX_WORKER_MEMORY:-70MiB} MAX_REQUESTS=${MAX_REQUESTS:-1000} MAX_REQUESTS_JITTER=${MAX_REQUESTS_JITTER:-100}" \
-    "$INIT" "$PEERS, $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), kernel $(uname -r), cgroup v1"
+bench_header "bash bench/memory.sh" "DURATION=${DURATION:-60} LIMIT_MIB=${LIMIT_MIB:-256} MIXES=\"${MIXES:-10:50 4:20}\" MAX_WORKER_MEMORY=${MAX_WORKER_MEMORY:-70MiB} MAX_REQUESTS=${MAX_REQUESTS:-1000} MAX_REQUESTS_JITTER=${MAX_REQUESTS_JITTER:-100}" \
+    "$INIT" "$PEERS, cgroup v1"
 echo
 python3 bench/memory/run.py "$INIT" "$PYBIN" "$APP" "$STATE" &
 RUN_PID=$!

@@ -14,26 +14,25 @@ limit and no swap, and every process of its session is SIGKILLed and the
 group removed when it is done with.
 
 The app is examples/fastapi with APP_LEAK=1: GET /leak?mib=1 keeps 1 MiB
-in the worker that answers. The load is wrk with CONNS connections, each
-sending a request every DELAY_MS (wrk's Lua `delay`), so the rate does not
-depend on how fast the server answers; every request asks for a new
-connection (`Connection: close`: wrk's `delay` goes wrong when a server
-closes a kept-alive connection: the connection then sends twice as often).
-Every LEAK_EVERY-th request of a wrk thread is /leak?mib=1, the others GET
-/items/5. MIXES lists LEAK_EVERY:DELAY_MS pairs, each run against every
-server; the default two leak the same 5 MiB/s with 10 connections, A in
-small steps (every 10th of 50 requests/s, about 100 KiB per request on
-average) and B in large ones (every 4th of 20 requests/s, 250 KiB):
-what a worker keeps per request is what gunicorn's `--max-requests` has to
-be sized for, while the memory guard only sees memory.
+in the worker that answers. The load is bench/memory/load.py: requests at
+a fixed rate whatever the server does (open loop), each on a new
+connection, every LEAK_EVERY-th one GET /leak?mib=1 and the others GET
+/items/5 (load.py says why not wrk). MIXES lists LEAK_EVERY:RATE pairs,
+each run against every server; the default two leak the same 5 MiB/s, A
+in small steps (1 request in 10 of 50 per second: 102 KiB per request on
+average) and B in large ones (1 in 4 of 20 per second: 256 KiB). What a
+worker keeps per request is what gunicorn's `--max-requests` has to be
+sized for; the memory guard sees only memory.
 
 Definitions (the same for every server):
 
 * OOM kills: the cgroup's own `oom_kill` count (memory.oom_control), so
   an OOM kill counts whatever process it took and whoever noticed it.
-* failed requests: wrk's socket errors (connect, read, write, timeout)
-  plus non-2xx answers, out of all it sent.
-* p99: wrk --latency's 99th percentile (time from send to answer).
+* failed requests: requests without a complete 200 answer (refused,
+  reset, closed without an answer, no answer within 10 s, another
+  status), out of all sent.
+* p99: the 99th percentile of the time from when a request was due to
+  its answer's last byte, over the answered ones.
 * peak memory: the cgroup's memory.max_usage_in_bytes over the load (what
   the limit is compared with: page cache included), and the highest
   working set (usage minus total_inactive_file, as the kubelet counts it)
@@ -44,6 +43,7 @@ Definitions (the same for every server):
 """
 
 import os
+import json
 import re
 import signal
 import socket
@@ -55,9 +55,8 @@ import time
 INIT, PYBIN, APP_DIR, STATE = sys.argv[1:5]
 LIMIT_MIB = int(os.environ.get("LIMIT_MIB", "256"))
 DURATION = int(os.environ.get("DURATION", "60"))
-CONNS = int(os.environ.get("CONNS", "10"))
 MIXES = [tuple(int(x) for x in m.split(":"))
-         for m in os.environ.get("MIXES", "10:200 4:500").split()]
+         for m in os.environ.get("MIXES", "10:50 4:20").split()]
 MAX_WORKER_MEMORY = os.environ.get("MAX_WORKER_MEMORY", "70MiB")
 MAX_REQUESTS = int(os.environ.get("MAX_REQUESTS", "1000"))
 MAX_REQUESTS_JITTER = int(os.environ.get("MAX_REQUESTS_JITTER", "100"))
@@ -237,46 +236,17 @@ def get(port, path):
     return data.split(b"\r\n", 1)[0]
 
 
-# ---------------------------------------------------------------- wrk
+# ---------------------------------------------------------------- load
 
-LUA = """
-local n = 0
-local close = {["Connection"] = "close"}
-request = function()
-  n = n + 1
-  if n %% %d == 0 then
-    return wrk.format("GET", "/leak?mib=1", close)
-  end
-  return wrk.format("GET", "/items/5?q=somequery", close)
-end
-delay = function()
-  return %d
-end
-"""
+LOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "load.py")
 
 
-def wrk(port, script):
-    threads = min(2, CONNS)
-    p = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{CONNS}", f"-d{DURATION}s", "--latency", "-s", script,
-         f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, timeout=DURATION + 120)
-    out = p.stdout
-    if p.returncode != 0 or "requests in" not in out:
-        raise RuntimeError(f"wrk failed: {p.stderr.strip()} {out}")
-    total = int(re.search(r"(\d+) requests in", out).group(1))
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    p99_ms = float(p99.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)]
-    errors = {}
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if m:
-        errors = {k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups())
-                  if int(v)}
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        errors["non-2xx"] = int(m.group(1))
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    return {"total": total, "p99_ms": p99_ms, "errors": errors, "rps": rps, "out": out}
+def load(port, every, rate):
+    p = subprocess.run([sys.executable, LOAD, str(port), str(rate), str(every), str(DURATION)],
+                       capture_output=True, text=True, timeout=DURATION + 60)
+    if p.returncode != 0:
+        raise RuntimeError(f"load.py failed: {p.stderr.strip()}")
+    return json.loads(p.stdout)
 
 
 # ---------------------------------------------------------------- one server
@@ -289,7 +259,7 @@ def kill_session(sid):
             pass
 
 
-def measure(name, argv, port, script):
+def measure(name, argv, port, every, rate):
     r = {"name": name, "argv": argv}
     group = Group()
     logpath = os.path.join(STATE, f"{Group.seq}-{name.split()[0]}.log")
@@ -334,9 +304,9 @@ def measure(name, argv, port, script):
                     pass
         sampler = threading.Thread(target=sample)
         sampler.start()
-        log(f"{name}: wrk for {DURATION}s")
+        log(f"{name}: {rate} requests/s for {DURATION}s, 1 in {every} leaking 1 MiB")
         try:
-            w = wrk(port, script)
+            w = load(port, every, rate)
         finally:
             done.set()
             sampler.join()
@@ -357,7 +327,7 @@ def measure(name, argv, port, script):
                          + len(re.findall(r"Maximum request limit of \d+ exceeded", text)))
         r["oom_reported"] = (len(re.findall(r"killed by the kernel OOM killer", text))
                              + len(re.findall(r"SIGKILL! Perhaps out of memory\?", text)))
-        log(f"{name}: {r['total']} requests, failed {r['errors'] or 'none'}, "
+        log(f"{name}: {r['sent']} requests, failed {r['failed'] or 'none'}, "
             f"p99 {r['p99_ms']:.1f} ms, OOM kills {r['oom_kills']}, "
             f"peak {r['peak'] / 2**20:.0f} MiB, replaced {r['replaced']}")
         return r
@@ -386,30 +356,26 @@ def main():
             INIT, "--workers", "2", "--listen", f"127.0.0.1:{p}", "--", uv, *uv_args]),
     ]
     results = []
-    for i, (every, delay) in enumerate(MIXES):
+    for i, (every, rate) in enumerate(MIXES):
         label = chr(ord("A") + i)
-        script = os.path.join(STATE, f"leak-{label}.lua")
-        write(script, LUA % (every, delay))
-        rate = CONNS * 1000 / delay
-        mix = (f"Leak {label}: 1 MiB in every {every}th request, {CONNS} connections "
-               f"× 1 request / {delay} ms = {rate:.0f} requests/s "
-               f"({rate / every:.1f} MiB/s, {1024 / every:.0f} KiB per request)")
+        mix = (f"Leak {label}: {rate} requests/s, 1 in {every} keeps 1 MiB "
+               f"({rate / every:.1f} MiB/s, {1024 / every:.0f} KiB per request on average)")
         log(mix)
         res = []
         for name, argv in servers:
             port = free_port()
-            res.append(measure(name, argv(port), port, script))
+            res.append(measure(name, argv(port), port, every, rate))
         results.append((mix, res))
 
     def failed(r):
-        n = sum(r["errors"].values())
-        detail = ", ".join(f"{k} {v}" for k, v in r["errors"].items())
+        n = sum(r["failed"].values())
+        detail = ", ".join(f"{k} {v}" for k, v in r["failed"].items())
         return f"{n}" + (f" ({detail})" if detail else "")
 
     rows = [
         ("OOM kills (the cgroup's oom_kill)", lambda r: str(r["oom_kills"])),
-        ("Failed requests (wrk socket errors + non-2xx)", failed),
-        ("Requests sent", lambda r: f"{r['total']:,}"),
+        ("Failed requests", failed),
+        ("Requests sent", lambda r: f"{r['sent']:,}"),
         ("p99 latency, ms", lambda r: f"{r['p99_ms']:.1f}"),
         ("Peak memory, MiB (max_usage_in_bytes)", lambda r: f"{r['peak'] / 2**20:.0f}"),
         ("Peak working set, MiB (sampled every 100 ms)",
@@ -427,7 +393,7 @@ def main():
         for label, f in rows:
             print(f"| {label} | " + " | ".join(f(r) for r in res) + " |")
         c = res[0]
-        met = met and c["oom_kills"] == 0 and not c["errors"]
+        met = met and c["oom_kills"] == 0 and not c["failed"]
     print("| Target: cinit 0 OOM kills and 0 failed requests in every mix | "
           + ("**met**" if met else "**missed**") + " |" + " |" * (len(names) - 1))
 

@@ -130,8 +130,8 @@ fn oom_count_file(c: &Container) -> PathBuf {
 }
 
 fn oom_kills(file: &PathBuf) -> u64 {
-    let text = std::fs::read_to_string(file)
-        .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|n| n.trim().parse().ok())
@@ -171,33 +171,41 @@ struct Run {
     oom_file: PathBuf,
 }
 
+/// `docker run` arguments: 256 MiB and no swap (the limit is the limit,
+/// whatever the host has), the host's Python, and `more`.
+fn docker_args(py: &HostPython, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--memory", "256m", "--memory-swap", "256m"]
+        .map(String::from)
+        .into();
+    for m in &py.mounts {
+        args.extend(["-v".into(), m.clone()]);
+    }
+    args.extend(["-e".into(), format!("PYTHONPATH={}", py.path)]);
+    args.extend(more.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The FastAPI example with the leak on, 2 workers, `guard` for cinit.
 fn start(img: &Image, py: &HostPython, guard: &[&str]) -> Container {
     let app = format!("{}/examples/fastapi:/app:ro", env!("CARGO_MANIFEST_DIR"));
-    let pythonpath = format!("PYTHONPATH={}", py.path);
     let listen = format!("CINIT_LISTEN=0.0.0.0:{PORT}");
     let publish = format!("127.0.0.1::{PORT}");
-    let mut docker_args = vec![
-        // No swap: the limit is the limit, whatever the host has.
-        "--memory",
-        "256m",
-        "--memory-swap",
-        "256m",
-        "-p",
-        &publish,
-        "-e",
-        &listen,
-        "-e",
-        "APP_LEAK=1",
-        "-e",
-        &pythonpath,
-        "-w",
-        "/app",
-        "-v",
-        &app,
-    ];
-    for m in &py.mounts {
-        docker_args.extend(["-v", m.as_str()]);
-    }
+    let docker_args = docker_args(
+        py,
+        &[
+            "-p",
+            &publish,
+            "-e",
+            &listen,
+            "-e",
+            "APP_LEAK=1",
+            "-w",
+            "/app",
+            "-v",
+            &app,
+        ],
+    );
+    let docker_args: Vec<&str> = docker_args.iter().map(String::as_str).collect();
     let mut args = vec!["--workers", "2"];
     args.extend_from_slice(guard);
     args.extend([
@@ -255,13 +263,13 @@ fn under_a_leak_the_guarded_container_survives_and_the_unguarded_ones_kills_are_
     }
     stop.store(true, Ordering::Relaxed);
     let [g, u] = clients.map(|threads| {
-        threads
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .fold((0, Vec::new()), |(ok, mut f), (o, more)| {
+        threads.into_iter().map(|t| t.join().unwrap()).fold(
+            (0, Vec::new()),
+            |(ok, mut f), (o, more)| {
                 f.extend(more);
                 (ok + o, f)
-            })
+            },
+        )
     });
 
     // Without the guard: the limit was reached, and every kill the cgroup
@@ -326,4 +334,45 @@ fn under_a_leak_the_guarded_container_survives_and_the_unguarded_ones_kills_are_
     );
     docker_ok(&["stop", "-t", "10", &guarded.c.name]);
     assert_eq!(guarded.c.exit_code(PROMPT), 0, "{}", guarded.c.logs());
+}
+
+/// A worker that holds 60 MiB and waits.
+const HOLD: &str =
+    "import time\nkept = bytearray(60 << 20)\nprint('holding', flush=True)\ntime.sleep(3600)";
+
+/// `--memory-high 10%` of `docker run --memory 256m`, with a fixed worker
+/// count (which reads the limits for nothing else): a worker holding
+/// 60 MiB puts the container past 25.6 MiB and is replaced.
+#[test]
+fn memory_high_is_a_share_of_the_containers_limit() {
+    if !docker_available() {
+        skip(Need::Docker, "no Docker daemon answers `docker info`");
+        return;
+    }
+    let py = HostPython::find();
+    let img = Image::build("");
+    let docker_args = docker_args(&py, &[]);
+    let docker_args: Vec<&str> = docker_args.iter().map(String::as_str).collect();
+    let c = Container::start(
+        &img,
+        &docker_args,
+        &[
+            "--workers",
+            "1",
+            "--memory-high",
+            "10%",
+            "--memory-interval",
+            "500ms",
+            "--",
+            &py.exe,
+            "-c",
+            HOLD,
+        ],
+    );
+    let logs = c.wait_log("passed --memory-high 25.60 MiB", SLOW);
+    assert!(
+        logs.contains("this worker is the largest") && logs.contains("replacing it (memory)"),
+        "{logs}"
+    );
+    c.wait_log("worker 0 replaced (memory): pid ", SLOW);
 }
