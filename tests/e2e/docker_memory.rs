@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{skip, Need, PROMPT};
-use crate::docker::{docker_available, docker_ok, Container, Image, PORT};
+use crate::common::PROMPT;
+use crate::docker::{docker_ok, require_docker, Container, Image, PORT};
 
 /// How long the load runs.
 const LOAD: Duration = Duration::from_secs(60);
@@ -231,10 +231,7 @@ fn ready(c: Container) -> Run {
 
 #[test]
 fn under_a_leak_the_guarded_container_survives_and_the_unguarded_ones_kills_are_reported() {
-    if !docker_available() {
-        skip(Need::Docker, "no Docker daemon answers `docker info`");
-        return;
-    }
+    require_docker!();
     let py = HostPython::find();
     let img = Image::build("");
     let guarded = start(
@@ -345,10 +342,7 @@ const HOLD: &str =
 /// 60 MiB puts the container past 25.6 MiB and is replaced.
 #[test]
 fn memory_high_is_a_share_of_the_containers_limit() {
-    if !docker_available() {
-        skip(Need::Docker, "no Docker daemon answers `docker info`");
-        return;
-    }
+    require_docker!();
     let py = HostPython::find();
     let img = Image::build("");
     let docker_args = docker_args(&py, &[]);
