@@ -597,3 +597,13 @@ fn range_checks_name_the_origin() {
     );
     assert_eq!(e, "min_workers (5) is larger than max_workers (2)");
 }
+
+#[test]
+fn a_memory_threshold_below_a_mib_is_refused() {
+    let e = resolve_args(&["init", "--max-worker-memory", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("less than 1 MiB"), "{e}");
+    let e = resolve_args(&["init", "--memory-high", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("85%"), "{e}");
+    assert!(resolve_args(&["init", "--memory-high", "85%", "--", "x"], &[]).is_ok());
+    assert!(resolve_args(&["init", "--max-worker-memory", "300MiB", "--", "x"], &[]).is_ok());
+}

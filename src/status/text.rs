@@ -71,14 +71,7 @@ fn worker_row(
     } else {
         label(p, s.slot, tag)
     };
-    let state = match (w.and_then(|w| w.failing), state) {
-        (Some(why), "stopping") => format!("stopping ({why})"),
-        _ => state.to_string(),
-    };
-    let state = match s.restart_in_s {
-        Some(t) if w.is_none() => format!("{state} ({}s)", format_number(t)),
-        _ => state,
-    };
+    let state = state.to_string();
     vec![
         slot,
         or_dash(w.map(|w| w.pid.to_string())),

@@ -631,6 +631,7 @@ fn require_namespaces() -> bool {
 const DOCUMENTS: &[&str] = &[
     "README.md",
     "docs/deploying.md",
+    "docs/memory.md",
     "docs/plan.md",
     "docs/prestart.md",
     "docs/sizing.md",
@@ -646,6 +647,11 @@ fn readme() {
 #[test]
 fn deploying() {
     check("docs/deploying.md");
+}
+
+#[test]
+fn memory() {
+    check("docs/memory.md");
 }
 
 #[test]
