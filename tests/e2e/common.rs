@@ -198,6 +198,32 @@ pub struct Running {
     stderr_lines: Receiver<String>,
     pub stderr_seen: Vec<String>,
     pub stdout_seen: Vec<String>,
+    /// The control socket given to this init (`private_control`).
+    control: Option<std::path::PathBuf>,
+}
+
+/// Gives an init started by a test a control socket of its own
+/// (`CINIT_CONTROL`), unless the command sets one: with the default
+/// `/run/cinit.sock` shared by the host's /run, every other test's init
+/// would check whether that socket is alive by connecting to it, and
+/// wake up the init that holds it (a test of idle wake-ups would see
+/// them). An explicit `--control` on the command line still wins.
+pub fn private_control(cmd: &mut Command) -> Option<std::path::PathBuf> {
+    if cmd
+        .get_envs()
+        .any(|(k, v)| k == "CINIT_CONTROL" && v.is_some())
+    {
+        return None;
+    }
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let p = std::env::temp_dir().join(format!(
+        "cinit-test-ctl-{}-{}.sock",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    cmd.env("CINIT_CONTROL", &p);
+    Some(p)
 }
 
 pub fn lines(r: impl Read + Send + 'static) -> Receiver<String> {
@@ -234,6 +260,7 @@ impl Running {
     }
 
     pub fn start(mut cmd: Command, under_unshare: bool) -> Running {
+        let control = private_control(&mut cmd);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -263,6 +290,7 @@ impl Running {
             stderr_lines,
             stderr_seen: Vec::new(),
             stdout_seen: Vec::new(),
+            control,
         }
     }
 
@@ -371,6 +399,10 @@ impl Drop for Running {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A killed init leaves its socket file.
+        if let Some(p) = &self.control {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -383,11 +415,15 @@ pub fn run(args: &[&str], pid1: bool) -> (i32, String, String) {
     } else {
         Command::new(INIT)
     };
+    let control = private_control(&mut cmd);
     let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run init");
+    if let Some(p) = control {
+        let _ = std::fs::remove_file(p);
+    }
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
