@@ -37,6 +37,7 @@ pub mod resources;
 pub mod signals;
 pub mod sizing;
 pub mod supervisor;
+pub mod users;
 pub mod vocab;
 
 use std::ffi::OsString;

@@ -374,6 +374,8 @@ impl Shell<'_> {
                     argv,
                     new_pgroup: true,
                     foreground: terminal,
+                    user: self.plan.prestart_user.clone(),
+                    no_new_privs: self.plan.no_new_privs,
                     ..Default::default()
                 };
                 Some(match process::spawn(&spec) {
@@ -416,7 +418,7 @@ impl Shell<'_> {
             Action::ListDir { path } => Some(Event::DirListed(executables(&path))),
             Action::Bind => {
                 let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
-                self.sockets = listeners::bind_all(&addrs, self.plan.backlog)?;
+                self.sockets = listeners::bind_all(&addrs, self.plan.backlog, &self.plan.socket)?;
                 let fds: Vec<RawFd> = self.sockets.iter().map(Listener::raw_fd).collect();
                 self.probe = readiness::Probe::new(&fds);
                 for (i, l) in self.sockets.iter().enumerate() {
@@ -463,8 +465,13 @@ impl Shell<'_> {
             Action::CheckListening { pids } => {
                 // At most one answer per pid; the rest wait for the next
                 // look (the machine asks again while any still starts).
+                // Workers of another uid show their fds only to that uid
+                // (or CAP_SYS_PTRACE, which Docker does not grant): the
+                // init looks with their ids as its file-system ids.
+                let as_user = self.plan.user.as_ref().filter(|u| u.switch);
+                let as_user = as_user.map(|u| (u.uid, u.gid));
                 for pid in pids {
-                    match self.probe.check(pid.as_raw()) {
+                    match process::with_fs_ids(as_user, || self.probe.check(pid.as_raw())) {
                         readiness::Seen::Listening => self.answers.push(Event::Ready { pid }),
                         readiness::Seen::Denied => self.answers.push(Event::Unseen { pid }),
                         readiness::Seen::NotYet => {}
@@ -515,6 +522,8 @@ impl Shell<'_> {
             new_pgroup: true,
             foreground: self.foreground,
             pid_vars,
+            user: self.plan.user.clone(),
+            no_new_privs: self.plan.no_new_privs,
         }
     }
 
