@@ -17,6 +17,7 @@ mod hardening;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
+mod privileges;
 mod resources_fixtures;
 mod resources_live;
 mod skips;
