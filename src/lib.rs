@@ -27,6 +27,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod listeners;
 pub mod log;
+pub mod memory;
 pub mod notify;
 pub mod plan;
 pub mod prestart;

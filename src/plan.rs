@@ -56,6 +56,7 @@ pub struct Plan {
     pub no_new_privs: bool,
     pub restart: RestartPlan,
     pub ready: ReadyPlan,
+    pub memory: MemoryPlan,
     pub shutdown: ShutdownPlan,
     pub signals: SignalPlan,
     /// How orphans are collected: "pid1" or "subreaper".
@@ -116,6 +117,28 @@ pub struct ReadyPlan {
     pub timeout: Duration,
     #[serde(serialize_with = "opt_secs", rename = "watchdog_s")]
     pub watchdog: Option<Duration>,
+}
+
+/// The memory guard and OOM attribution (docs/memory.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryPlan {
+    /// `--max-worker-memory`, bytes.
+    pub max_worker: Option<u64>,
+    #[serde(serialize_with = "opt_secs", rename = "max_age_s")]
+    pub max_age: Option<Duration>,
+    /// Percent added at most to `max_age`, per worker.
+    pub age_jitter: f64,
+    /// `--memory-high` in bytes (a percentage resolved against the limit).
+    pub high: Option<u64>,
+    /// The container's memory limit the guard and the OOM reports use.
+    pub limit: Option<u64>,
+    #[serde(serialize_with = "secs", rename = "interval_s")]
+    pub interval: Duration,
+    /// Whether the guard samples at all.
+    pub sampling: bool,
+    /// cgroup v2 `memory.oom.group` of the container (`None`: not v2, or
+    /// not read).
+    pub oom_group: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -318,6 +341,32 @@ impl Plan {
                 "--ready listen without --listen: no socket to wait on, so every worker counts as ready only by READY=1 or fails its ready timeout".into(),
             );
         }
+        let limit = resources.memory.as_ref().map(|m| m.value);
+        let high = config.memory_high.and_then(|a| a.of(limit));
+        if config.memory_high.is_some() && high.is_none() {
+            warnings.push(
+                "--memory-high as a percentage needs a memory limit, and none was found: the container guard is off (give a size, or --memory)".into(),
+            );
+        }
+        let oom_group = host
+            .and_then(|_| crate::memory::Cgroup::find(&config.root))
+            .and_then(|c| c.oom_group());
+        if oom_group == Some(true) {
+            warnings.push(
+                "memory.oom.group is 1 (Kubernetes 1.28+): one worker's OOM kill ends every process of the container; recycle workers before the limit (--max-worker-memory, --memory-high)".into(),
+            );
+        }
+        let memory = MemoryPlan {
+            max_worker: config.max_worker_memory,
+            max_age: config.max_worker_age,
+            age_jitter: config.max_worker_age_jitter,
+            high,
+            limit,
+            interval: config.memory_interval,
+            sampling: mode == Mode::Workers
+                && (config.max_worker_memory.is_some() || high.is_some()),
+            oom_group,
+        };
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());
@@ -340,6 +389,7 @@ impl Plan {
             prestart_user: config.identities.prestart.clone(),
             no_new_privs: config.no_new_privs,
             ready,
+            memory,
             restart: RestartPlan {
                 policy,
                 min_uptime: config.min_uptime,
@@ -507,16 +557,55 @@ impl Plan {
             let how = match r.mode {
                 ReadyMode::Listen => "once it waits on a --listen socket",
                 ReadyMode::Notify => "once it sends READY=1",
-                _ => "once up for --min-uptime",
+                _ => "once up for --min-uptime or once it sends READY=1",
             };
             let _ = writeln!(
                 o,
-                "ready       {}: a worker is ready {how} (a READY=1 always counts); not ready within {}: a failed start; watchdog {}",
+                "ready       {}: a worker is ready {how}; not ready within {}: a failed start; watchdog {}",
                 r.mode,
                 format_duration(r.timeout),
                 r.watchdog
                     .map(|w| format!("{} (WATCHDOG=1 expected)", format_duration(w)))
                     .unwrap_or_else(|| "off".into())
+            );
+        }
+        if self.mode == Mode::Workers {
+            let m = &self.memory;
+            let mut parts = Vec::new();
+            if let Some(b) = m.max_worker {
+                parts.push(format!("replace a worker above {} (PSS)", format_bytes(b)));
+            }
+            if let Some(h) = m.high {
+                parts.push(format!(
+                    "replace the largest worker when the container's working set passes {}{}",
+                    format_bytes(h),
+                    m.limit
+                        .map(|l| format!(" (of {})", format_bytes(l)))
+                        .unwrap_or_default()
+                ));
+            }
+            if m.sampling {
+                parts.push(format!("sampled every {}", format_duration(m.interval)));
+            }
+            if let Some(a) = m.max_age {
+                parts.push(format!(
+                    "replace each worker at {} plus up to {}%, one at a time",
+                    format_duration(a),
+                    format_number(m.age_jitter)
+                ));
+            }
+            let guard = if parts.is_empty() {
+                "off".to_string()
+            } else {
+                parts.join("; ")
+            };
+            let _ = writeln!(
+                o,
+                "memory      guard {guard}; OOM kills are reported as such{}",
+                match m.oom_group {
+                    Some(true) => " (memory.oom.group=1: one ends the container)",
+                    _ => "",
+                }
             );
         }
         let sd = &self.shutdown;

@@ -26,8 +26,8 @@ use toml::de::DeValue;
 
 use crate::users;
 use crate::vocab::{
-    Identity, ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule, SocketPerms,
-    UserSpec, WaitTarget, Workers,
+    Amount, Identity, ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule,
+    SocketPerms, UserSpec, WaitTarget, Workers,
 };
 pub use cli::{parse as parse_args, Args};
 use layers::Layers;
@@ -116,6 +116,12 @@ pub struct Config {
     pub ready_timeout: Duration,
     /// None: no watchdog.
     pub watchdog: Option<Duration>,
+    pub max_worker_memory: Option<u64>,
+    pub max_worker_age: Option<Duration>,
+    /// Percent.
+    pub max_worker_age_jitter: f64,
+    pub memory_high: Option<Amount>,
+    pub memory_interval: Duration,
     pub stop_signal: Option<Signal>,
     pub graceful_timeout: Duration,
     pub shutdown_delay: Duration,

@@ -19,9 +19,10 @@ use super::steps::Step;
 use super::words::split_command;
 use super::Config;
 use crate::vocab::{
-    self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
-    parse_log_format, parse_mode, parse_owner, parse_ready, parse_restart, parse_signal,
-    parse_signal_rule, parse_user, parse_workers, ListenAddr, WaitTarget, MAX_LISTENERS,
+    self, parse_amount, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration,
+    parse_f64, parse_log_format, parse_mode, parse_owner, parse_percent, parse_ready,
+    parse_restart, parse_signal, parse_signal_rule, parse_user, parse_workers, ListenAddr,
+    WaitTarget, MAX_LISTENERS,
 };
 
 /// Parses one value as the user wrote it and stores it in the config; the
@@ -110,6 +111,17 @@ const BASE: Setting = Setting {
     hidden: false,
     per_program: false,
 };
+
+/// `off` (or `none`) for an optional setting, else the value.
+fn off_or<T>(
+    v: &str,
+    parse: impl Fn(&str) -> Result<Option<T>, String>,
+) -> Result<Option<T>, String> {
+    match v.trim() {
+        "off" | "none" => Ok(None),
+        v => parse(v),
+    }
+}
 
 /// Variables the init sets for its children. They are not settings, but
 /// a nested init (or a worker's own tools) may see them: they draw no
@@ -575,7 +587,7 @@ pub static SETTINGS: &[Setting] = &[
         }),
         default: Default::Value("auto"),
         help: "When a new worker counts as ready (a roll waits for it): auto, listen (it waits on a --listen socket), notify (it sends READY=1), delay (up for --min-uptime)",
-        why: "`auto` is `listen` with `--listen` sockets (no change to the app: uvicorn takes the socket only once its startup ran), else `delay`; a `READY=1` always counts.",
+        why: "`auto` is `listen` with `--listen` sockets (no change to the app: uvicorn takes the socket only once its startup ran), else `delay`. A `READY=1` also counts in `delay` mode, not in `listen` mode (gunicorn's master sends it before its workers boot).",
         per_program: true,
         ..BASE
     },
@@ -646,6 +658,83 @@ pub static SETTINGS: &[Setting] = &[
         help: "How long children may take to stop before SIGKILL",
         why: "Inside `docker stop`'s 10 s, so cinit's own SIGKILL (and the stop of leftover processes) happens before Docker's. Raise it together with Kubernetes' `terminationGracePeriodSeconds` (30 s there).",
         per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_memory",
+        option: Some("max-worker-memory"),
+        value: "SIZE",
+        env: Some("CINIT_MAX_WORKER_MEMORY"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_memory = off_or(v, |v| parse_bytes(v).map(|b| (b > 0).then_some(b)))?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Memory guard: replace a worker (new one ready first) whose memory passes SIZE (PSS of its process tree)",
+        why: "Off: the right figure depends on the app. A Python worker that grows (caches, fragmentation, a leak) is recycled before the container's limit makes the kernel kill it; see docs/memory.md for how to choose it.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_age",
+        option: Some("max-worker-age"),
+        value: "DURATION",
+        env: Some("CINIT_MAX_WORKER_AGE"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_age =
+                off_or(v, |v| parse_duration(v).map(|d| (!d.is_zero()).then_some(d)))?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Replace each worker (new one ready first) once it is this old, one at a time",
+        why: "Off. The init cannot count requests (workers accept on their own), so age is its `--max-requests`: the same cure for slow leaks, but never two workers at once.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_age_jitter",
+        option: Some("max-worker-age-jitter"),
+        value: "PERCENT",
+        env: Some("CINIT_MAX_WORKER_AGE_JITTER"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_age_jitter = parse_percent(v)?;
+            Ok(())
+        }),
+        default: Default::Value("10%"),
+        help: "Up to this much is added to --max-worker-age, per worker, so workers started together are not all due together",
+        why: "gunicorn's `--max-requests-jitter` idea; 10% spreads workers started at once over a tenth of their life.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "memory_high",
+        option: Some("memory-high"),
+        value: "SIZE|PERCENT",
+        env: Some("CINIT_MEMORY_HIGH"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory_high = off_or(v, |v| parse_amount(v).map(Some))?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Memory guard: when the container's working set passes this (a size, or a share of its memory limit), replace the largest worker",
+        why: "Off. 80–90% of the limit leaves the new worker room to start while the old one still holds its memory; the working set (usage minus inactive file pages) is what the kubelet counts.",
+        ..BASE
+    },
+    Setting {
+        key: "memory_interval",
+        option: Some("memory-interval"),
+        value: "DURATION",
+        env: Some("CINIT_MEMORY_INTERVAL"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory_interval = match parse_duration(v)? {
+                d if d.is_zero() => return Err("must be more than 0s".into()),
+                d => d,
+            };
+            Ok(())
+        }),
+        default: Default::Value("5s"),
+        help: "How often the memory guard samples, only when --max-worker-memory or --memory-high is set",
+        why: "Reading PSS costs a walk of each worker's mappings; every 5 s is quick enough for a leak that takes minutes (pm2 samples every 30 s, uWSGI's master every 3 s), and without a guard there is no sampling at all.",
         ..BASE
     },
     Setting {

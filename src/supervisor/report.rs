@@ -147,6 +147,28 @@ pub enum Report {
         after: Duration,
         how: &'static str,
     },
+    /// The memory guard or the age limit asks for a new worker.
+    Recycle {
+        who: Who,
+        pid: Pid,
+        reason: Why,
+        /// The figures that triggered it, in words.
+        detail: String,
+    },
+    RecycleFailed {
+        who: Who,
+        reason: Why,
+        why: String,
+        retry_in: Duration,
+    },
+    /// Killed by the kernel's OOM killer (SIGKILL from no one in the init,
+    /// while the cgroup's oom_kill count rose).
+    OomKilled {
+        who: Who,
+        pid: Pid,
+        limit: Option<u64>,
+        last: Option<u64>,
+    },
     NotReady {
         who: Who,
         pid: Pid,
@@ -302,6 +324,7 @@ impl Report {
         use Report::*;
         match self {
             SpawnFailed { .. }
+            | OomKilled { .. }
             | Hung { .. }
             | NotReady { .. }
             | CrashLoop { .. }
@@ -309,6 +332,8 @@ impl Report {
             | StepFailed { .. }
             | StepTimeout { .. } => Level::Error,
             ForkFailed { .. }
+            | Recycle { .. }
+            | RecycleFailed { .. }
             | Unseen { .. }
             | GracefulTimeout { .. }
             | LeftoversKilled
@@ -348,6 +373,9 @@ impl Report {
             Exited { .. } | Ended { .. } | TookOver { .. } => "exited",
             Replaced { .. } => "replaced",
             Ready { .. } => "ready",
+            Recycle { .. } => "recycle",
+            RecycleFailed { .. } => "recycle_failed",
+            OomKilled { .. } => "oom_killed",
             NotReady { .. } => "not_ready",
             Unseen { .. } => "readiness_unseen",
             Hung { .. } => "hung",
@@ -471,6 +499,28 @@ impl Report {
             Unseen { who, pid } => {
                 who_fields(&mut f, who);
                 f.push(("pid", pid.as_raw().into()));
+            }
+            Recycle {
+                who, pid, reason, ..
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("reason", reason.as_str().into()));
+            }
+            RecycleFailed { who, reason, .. } => {
+                who_fields(&mut f, who);
+                f.push(("reason", reason.as_str().into()));
+            }
+            OomKilled {
+                who,
+                pid,
+                limit,
+                last,
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("limit_bytes", (*limit).into()));
+                f.push(("last_bytes", (*last).into()));
             }
             Hung {
                 who, pid, silent, ..
@@ -648,6 +698,38 @@ impl fmt::Display for Report {
                 f,
                 "{who} replacement (pid {pid}) was not ready within {} (--ready-timeout); stopping it",
                 format_duration(*timeout)
+            ),
+            Recycle {
+                who,
+                pid,
+                reason,
+                detail,
+            } => write!(
+                f,
+                "{who} (pid {pid}): {detail}; replacing it ({}), new worker first",
+                reason.as_str()
+            ),
+            RecycleFailed {
+                who,
+                reason,
+                why,
+                retry_in,
+            } => write!(
+                f,
+                "{who}: its replacement ({}) {why}; it keeps serving, not retried for {}",
+                reason.as_str(),
+                format_duration(*retry_in)
+            ),
+            OomKilled {
+                who,
+                pid,
+                limit,
+                last,
+            } => write!(
+                f,
+                "{who} (pid {pid}) was killed by the kernel OOM killer (container limit {}, worker last sampled at {})",
+                limit.map(format_bytes).unwrap_or_else(|| "unknown".into()),
+                last.map(format_bytes).unwrap_or_else(|| "unknown".into())
             ),
             Unseen { who, pid } => write!(
                 f,

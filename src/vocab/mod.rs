@@ -19,8 +19,9 @@ pub use addr::{ListenAddr, MAX_LISTENERS, MAX_UNIX_PATH};
 pub use signal::{parse_signal, parse_signal_rule, Signal, SignalRule};
 pub use target::{url_host, Target as WaitTarget};
 pub use units::{
-    format_bytes, format_duration, format_number, format_uptime, parse_bool, parse_bytes,
-    parse_count, parse_cpus, parse_duration, parse_f64, serialize_secs, MAX_DURATION,
+    format_bytes, format_duration, format_number, format_uptime, parse_amount, parse_bool,
+    parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64, parse_percent, serialize_secs,
+    Amount, MAX_DURATION,
 };
 pub use user::{
     format_mode, parse_mode, parse_owner, parse_user, Account, Identity, SocketPerms, UserSpec,

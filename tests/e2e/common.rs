@@ -592,3 +592,109 @@ pub fn kill(pid: i32, sig: i32) {
 pub fn rtmin(n: i32) -> i32 {
     34 + n
 }
+
+// ---- live cgroups (v1), created by a test and removed with it --------
+
+/// This process's own directory in the v1 hierarchy of `controller`, found
+/// by the detection under test (its walk starts there).
+pub fn own_dir(controller: &str) -> Option<std::path::PathBuf> {
+    let r = cinit::resources::detect(
+        std::path::Path::new("/"),
+        &cinit::resources::HostFacts::read(std::path::Path::new("/")),
+    );
+    let w = r.walks.iter().find(|w| w.controller == controller)?;
+    if w.hierarchy != cinit::resources::Hierarchy::V1 {
+        return None;
+    }
+    Some(std::path::PathBuf::from(&w.levels.first()?.dir))
+}
+
+/// Why the live tests cannot run here, if they cannot.
+pub fn live_cgroups_unavailable() -> Option<String> {
+    // The effective uid: the second field of `Uid:` in /proc/self/status.
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2)?.parse::<u32>().ok()
+        });
+    if euid != Some(0) {
+        return Some("not root".into());
+    }
+    for c in ["cpu", "memory"] {
+        let Some(dir) = own_dir(c) else {
+            return Some(format!("no v1 {c} hierarchy found for this process"));
+        };
+        let probe = dir.join(format!("cinit-probe-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&probe) {
+            return Some(format!("{} is not writable: {e}", dir.display()));
+        }
+        let _ = std::fs::remove_dir(&probe);
+    }
+    None
+}
+
+/// Groups created by one test, removed on drop (children first).
+pub struct Groups {
+    /// In creation order: parents before children.
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Groups {
+    pub fn new() -> Groups {
+        Groups { dirs: Vec::new() }
+    }
+
+    /// Creates `parent/name-<pid>-<n>` and remembers it.
+    pub fn create(&mut self, parent: &std::path::Path, name: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = parent.join(format!(
+            "cinit-test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        self.dirs.push(dir.clone());
+        dir
+    }
+}
+
+pub fn cgroup_write(dir: &std::path::Path, file: &str, value: &str) {
+    let p = dir.join(file);
+    std::fs::write(&p, value).unwrap_or_else(|e| panic!("write {value} to {}: {e}", p.display()));
+}
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            // The processes of a failed test may still be inside: move them
+            // to the hierarchy's directory of this process.
+            let home = if dir.starts_with("/sys/fs/cgroup/memory") {
+                own_dir("memory")
+            } else {
+                own_dir("cpu")
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let (Ok(procs), Some(home)) = (
+                    std::fs::read_to_string(dir.join("cgroup.procs")),
+                    home.as_ref(),
+                ) {
+                    for pid in procs.split_whitespace() {
+                        let _ = std::fs::write(home.join("cgroup.procs"), pid);
+                    }
+                }
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() > deadline => {
+                        eprintln!("could not remove {}: {e}", dir.display());
+                        break;
+                    }
+                    // An exiting task leaves the group asynchronously.
+                    Err(_) => std::thread::yield_now(),
+                }
+            }
+        }
+    }
+}

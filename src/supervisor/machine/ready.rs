@@ -3,8 +3,9 @@
 //! A worker starts *starting* and becomes *ready* by one of three signs
 //! (`--ready`): it waits on a `--listen` socket (`listen`, looked for in
 //! /proc every `LISTEN_POLL` while some worker starts, and only then), it
-//! sent `READY=1` (`notify`; a `READY=1` counts in every mode), or it has
-//! stayed up `--min-uptime` (`delay`). A replacement takes its slot over
+//! sent `READY=1` (`notify`; a `READY=1` also counts in `delay` mode, but
+//! not in `listen` mode, where gunicorn's master would say it too early),
+//! or it has stayed up `--min-uptime` (`delay`). A replacement takes its slot over
 //! only once ready. A worker not ready within `--ready-timeout` failed to
 //! start: it is stopped (stop signal, SIGKILL after the graceful timeout)
 //! and its exit counts toward the crash loop; a replacement that fails so
@@ -132,7 +133,10 @@ impl Machine {
             w.last_ping = Some(now);
         }
         let mut out = Vec::new();
-        if m.ready {
+        // In `listen` mode the socket decides: gunicorn's master, for one,
+        // sends READY=1 as soon as it has bound, before any of its
+        // workers has booted.
+        if m.ready && self.settings.programs[slot.program].ready != ReadyMode::Listen {
             out.extend(self.mark_ready(pid, "READY=1", now));
         }
         if m.watchdog_trigger {
@@ -186,13 +190,14 @@ impl Machine {
             if let Some(new) = prog.take_replacement(slot.slot, pid) {
                 out.push(prog.retire(new.pid, slot.slot, now));
             }
-            out.push(self.abort_roll(
+            out.extend(self.replacement_failed(
                 slot.program,
                 slot.slot,
                 &format!(
                     "was not ready within {}",
                     crate::vocab::format_duration(timeout)
                 ),
+                now,
             ));
         } else {
             out.extend(prog.fail(pid, Failing::NotReady, now));
