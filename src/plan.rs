@@ -711,21 +711,21 @@ impl Plan {
             return None;
         }
         let who = |id: &Option<Identity>| match id {
-            None => "the init's own user".to_string(),
+            None => "as the init's own user".to_string(),
             Some(id) if !id.switch => format!(
-                "uid {}, the init's own (it is not root: the children keep its credentials)",
+                "as uid {}, the init's own (it is not root: the children keep its credentials)",
                 id.uid
             ),
-            Some(id) => format!("{}, HOME={}", id.describe(), id.home),
+            Some(id) => format!("as {}, HOME={}", id.describe(), id.home),
         };
         let children = match self.mode {
-            Mode::Plain => "child",
-            Mode::Workers => "workers",
+            Mode::Plain => "the child runs",
+            Mode::Workers => "workers run",
         };
-        let mut lines = vec![format!("user        {children}: {}", who(&self.user))];
+        let mut lines = vec![format!("user        {children} {}", who(&self.user))];
         if !self.steps.is_empty() || self.prestart_user != self.user {
             lines.push(format!(
-                "            pre-start commands: {}",
+                "            pre-start commands run {}",
                 who(&self.prestart_user)
             ));
         }

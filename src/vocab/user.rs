@@ -176,7 +176,8 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// `app (uid 10001, gid 10001, groups 27,100)`.
+    /// `app (uid 10001, gid 10001, groups 27,100)`, or for a number
+    /// without a name `uid 4242 (gid 0, no supplementary groups)`.
     pub fn describe(&self) -> String {
         let groups = if self.groups.is_empty() {
             "no supplementary groups".to_string()
@@ -190,11 +191,10 @@ impl Identity {
                     .join(",")
             )
         };
-        let name = match &self.name {
-            Some(n) => format!("{n} "),
-            None => String::new(),
-        };
-        format!("{name}(uid {}, gid {}, {groups})", self.uid, self.gid)
+        match &self.name {
+            Some(n) => format!("{n} (uid {}, gid {}, {groups})", self.uid, self.gid),
+            None => format!("uid {} (gid {}, {groups})", self.uid, self.gid),
+        }
     }
 }
 

@@ -391,7 +391,7 @@ fn bad_users_and_groups_are_configuration_errors() {
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(
-            "user        child: app (uid 10001, gid 10001, groups 20001,20002), HOME=/home/app"
+            "user        the child runs as app (uid 10001, gid 10001, groups 20001,20002), HOME=/home/app"
         ),
         "{out}"
     );
