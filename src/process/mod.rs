@@ -210,7 +210,19 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
             program: shown.clone(),
             source,
         },
-        sys::SpawnFailure::Exec(_, e) => exec_error(&shown, Some(&path), e),
+        sys::SpawnFailure::Exec(_, e) => {
+            let denied = matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM));
+            match (exec_error(&shown, Some(&path), e), &creds) {
+                // The init found the file as root; the user may not run it.
+                (SpawnError::NotExecutable { program, reason }, Some(c)) if denied => {
+                    SpawnError::NotExecutable {
+                        program,
+                        reason: format!("{reason} as uid {} gid {}", c.uid, c.gid),
+                    }
+                }
+                (e, _) => e,
+            }
+        }
         sys::SpawnFailure::Setup(_, step, e) => setup_error(&shown, step, creds.as_ref(), e),
     })
 }

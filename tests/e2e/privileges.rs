@@ -541,3 +541,25 @@ fn a_privileged_port_without_root_says_what_to_do() {
         assert!(err.contains(want), "{want:?} not in {err}");
     }
 }
+
+/// The init finds the program as root; the user may not run it: the
+/// message says as whom it was tried.
+#[test]
+fn a_program_the_user_cannot_run_is_named_with_the_user() {
+    if !is_root() {
+        return skip(Need::Pid1, "needs root to switch users");
+    }
+    let dir = TempDir::new("noexec");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = dir.path("app");
+    std::fs::write(&app, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (code, _, err) = run(&["--user", "4242:4242", "--", &app], false);
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains("not executable (Permission denied (os error 13)) as uid 4242 gid 4242"),
+        "{err}"
+    );
+    // Root itself runs it.
+    assert_eq!(run(&["--", &app], false).0, 0);
+}
