@@ -70,7 +70,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args = config::parse_args(args).map_err(Error::Usage)?;
-    let config = config::resolve(&args, &config::ProcessEnv)?;
+    let config = config::resolve(&args, &config::ProcessEnv::read())?;
     log::init(config.log_format);
     for w in &config.warnings {
         log::warn(&format!("warning: {w}"));

@@ -42,18 +42,40 @@ pub trait Env {
     }
 }
 
-/// The real environment of the process.
-pub struct ProcessEnv;
+/// The real environment of the process, read once: only the variables a
+/// setting can come from (`CINIT_*`, `WEB_CONCURRENCY`) are kept.
+pub struct ProcessEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl ProcessEnv {
+    pub fn read() -> ProcessEnv {
+        let vars = crate::process::sys::environ()
+            .into_iter()
+            .filter_map(|e| {
+                let e = e.to_bytes();
+                if !(e.starts_with(b"CINIT_") || e.starts_with(b"WEB_CONCURRENCY=")) {
+                    return None;
+                }
+                let text = String::from_utf8_lossy(e);
+                let (k, v) = text.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect();
+        ProcessEnv { vars }
+    }
+}
 
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn names(&self) -> Vec<String> {
-        std::env::vars_os()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect()
+        self.vars.iter().map(|(k, _)| k.clone()).collect()
     }
 
     fn default_file(&self) -> Option<PathBuf> {

@@ -141,54 +141,65 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
         .unwrap_or_default();
     let shown = program.to_string_lossy().into_owned();
     let switch = spec.user.as_ref().filter(|u| u.switch);
-    // HOME and USER describe the init's user (root): a child that
-    // switches gets its own, and no USER when its uid has no name.
-    let mut set: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut unset: Vec<&[u8]> = Vec::new();
-    if let Some(u) = switch {
-        set.push((b"HOME".to_vec(), u.home.as_bytes().to_vec()));
-        match &u.name {
-            Some(name) => set.push((b"USER".to_vec(), name.as_bytes().to_vec())),
-            None => unset.push(b"USER"),
-        }
-    }
-    set.retain(|(k, _)| !spec.env.iter().any(|(ek, _)| ek.as_bytes() == k.as_slice()));
-    set.extend(
-        spec.env
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
-    );
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let k = k.as_bytes();
-            !SOCKET_VARS.iter().any(|v| v.as_bytes() == k)
-                && !unset.contains(&k)
-                && !set.iter().any(|(sk, _)| sk.as_slice() == k)
-        })
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
-    env.extend(set);
-    if !spec.fds.is_empty() {
-        env.push((
-            b"LISTEN_FDS".to_vec(),
-            spec.fds.len().to_string().into_bytes(),
-        ));
-        let names: Vec<&str> = spec.fds.iter().map(|(_, n)| n.as_str()).collect();
-        env.push((b"LISTEN_FDNAMES".to_vec(), names.join(":").into_bytes()));
-    }
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == b"PATH")
-        .map(|(_, v)| OsStr::from_bytes(v).to_os_string());
-    let path =
-        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
-    let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
     let fds: Vec<RawFd> = spec.fds.iter().map(|(fd, _)| *fd).collect();
     let mut pid_vars = spec.pid_vars.clone();
     if !fds.is_empty() {
         pid_vars.push("LISTEN_PID");
     }
-    env.retain(|(k, _)| !pid_vars.iter().any(|v| v.as_bytes() == k.as_slice()));
+    // The name of an entry `NAME=VALUE`.
+    fn name(e: &[u8]) -> &[u8] {
+        e.split(|&b| b == b'=').next().unwrap_or(e)
+    }
+    // HOME and USER describe the init's user (root): a child that
+    // switches gets its own, and no USER when its uid has no name.
+    let mut own: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut unset: Vec<&[u8]> = Vec::new();
+    if let Some(u) = switch {
+        own.push((b"HOME", u.home.as_bytes()));
+        match &u.name {
+            Some(name) => own.push((b"USER", name.as_bytes())),
+            None => unset.push(b"USER"),
+        }
+    }
+    own.retain(|(k, _)| !spec.env.iter().any(|(ek, _)| ek.as_bytes() == *k));
+    let replaced = |n: &[u8]| {
+        SOCKET_VARS.iter().any(|v| v.as_bytes() == n)
+            || pid_vars.iter().any(|v| v.as_bytes() == n)
+            || spec.env.iter().any(|(k, _)| k.as_bytes() == n)
+            || own.iter().any(|(k, _)| *k == n)
+            || unset.contains(&n)
+    };
+    let entry = |k: &[u8], v: &[u8]| {
+        let mut e = Vec::with_capacity(k.len() + v.len() + 2);
+        e.extend_from_slice(k);
+        e.push(b'=');
+        e.extend_from_slice(v);
+        e
+    };
+    let inherited: Vec<&'static std::ffi::CStr> = sys::environ()
+        .into_iter()
+        .filter(|e| !replaced(name(e.to_bytes())))
+        .collect();
+    let mut env: Vec<Vec<u8>> = own.iter().map(|(k, v)| entry(k, v)).collect();
+    env.extend(
+        spec.env
+            .iter()
+            .map(|(k, v)| entry(k.as_bytes(), v.as_bytes())),
+    );
+    if !spec.fds.is_empty() {
+        env.push(entry(b"LISTEN_FDS", spec.fds.len().to_string().as_bytes()));
+        let names: Vec<&str> = spec.fds.iter().map(|(_, n)| n.as_str()).collect();
+        env.push(entry(b"LISTEN_FDNAMES", names.join(":").as_bytes()));
+    }
+    let path_var = env
+        .iter()
+        .map(Vec::as_slice)
+        .chain(inherited.iter().map(|e| e.to_bytes()))
+        .find(|e| name(e) == b"PATH")
+        .map(|e| OsStr::from_bytes(&e[5..]).to_os_string());
+    let path =
+        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
+    let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
     let creds = switch.map(|u| sys::Creds {
         uid: u.uid,
         gid: u.gid,
@@ -200,11 +211,21 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
         creds: creds.clone(),
         no_new_privs: spec.no_new_privs,
     };
-    let mut prepared = sys::Prepared::new(path.as_os_str(), &argv, &env, &fds, &pid_vars, setup)
-        .map_err(|e| SpawnError::Other {
-            program: shown.clone(),
-            reason: e.to_string(),
-        })?;
+    let mut prepared = sys::Prepared::new(
+        path.as_os_str(),
+        &argv,
+        sys::ChildEnv {
+            inherited: &inherited,
+            added: env,
+        },
+        &fds,
+        &pid_vars,
+        setup,
+    )
+    .map_err(|e| SpawnError::Other {
+        program: shown.clone(),
+        reason: e.to_string(),
+    })?;
     prepared.spawn().map_err(|e| match e {
         sys::SpawnFailure::Fork(source) => SpawnError::Fork {
             program: shown.clone(),

@@ -16,7 +16,7 @@
 //! called only by `wait_any`, which only `reaper` uses).
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -24,6 +24,13 @@ use std::ptr;
 use std::time::Duration;
 
 use nix::unistd::Pid;
+
+/// A child's environment: `inherited`, entries of the init's own, used in
+/// place; `added`, entries `NAME=VALUE` (without their NUL).
+pub struct ChildEnv<'a> {
+    pub inherited: &'a [&'static CStr],
+    pub added: Vec<Vec<u8>>,
+}
 
 /// The ids a child switches to before it execs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +104,7 @@ impl Prepared {
     pub fn new(
         path: &OsStr,
         argv: &[&OsStr],
-        env: &[(Vec<u8>, Vec<u8>)],
+        env: ChildEnv,
         pass_fds: &[RawFd],
         pid_vars: &[&str],
         setup: Setup,
@@ -115,21 +122,18 @@ impl Prepared {
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(ptr::null());
 
-        let mut envp: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 1);
-        for (k, v) in env {
-            if k.contains(&0) || v.contains(&0) || k.contains(&b'=') {
+        let ChildEnv { inherited, added } = env;
+        let mut envp = added;
+        for e in &mut envp {
+            if e.contains(&0) || e.first() == Some(&b'=') || !e.contains(&b'=') {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "a bad environment variable",
                 ));
             }
-            let mut e = Vec::with_capacity(k.len() + v.len() + 2);
-            e.extend_from_slice(k);
-            e.push(b'=');
-            e.extend_from_slice(v);
             e.push(0);
-            envp.push(e);
         }
+        envp.reserve(pid_vars.len());
         let mut pid_slots = Vec::new();
         for name in pid_vars {
             let mut e = name.as_bytes().to_vec();
@@ -139,10 +143,10 @@ impl Prepared {
             envp.push(e);
             pid_slots.push((envp.len() - 1, prefix));
         }
-        let mut envp_ptrs: Vec<*const libc::c_char> = envp
-            .iter()
-            .map(|e| e.as_ptr() as *const libc::c_char)
-            .collect();
+        let mut envp_ptrs: Vec<*const libc::c_char> =
+            Vec::with_capacity(inherited.len() + envp.len() + 1);
+        envp_ptrs.extend(inherited.iter().map(|e| e.as_ptr()));
+        envp_ptrs.extend(envp.iter().map(|e| e.as_ptr() as *const libc::c_char));
         envp_ptrs.push(ptr::null());
         Ok(Prepared {
             path,
@@ -613,6 +617,31 @@ pub fn monotonic_usec() -> u64 {
         }
         t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
     }
+}
+
+/// The init's own environment, entry by entry (`NAME=VALUE`), read in
+/// place: no copy, no allocation per variable.
+pub fn environ() -> Vec<&'static CStr> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: `environ` is the C library's NULL-terminated array of
+    // NUL-terminated strings. The init never changes its own environment
+    // (no setenv, putenv or std::env::set_var anywhere in it, and no other
+    // thread does), so the array and its strings stay valid and unchanged
+    // for the life of the process.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return out;
+        }
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p));
+            p = p.add(1);
+        }
+    }
+    out
 }
 
 /// The soft RLIMIT_NOFILE.

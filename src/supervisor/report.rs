@@ -601,8 +601,12 @@ impl Report {
         f
     }
 
-    /// Writes the report as one log line.
+    /// Writes the report as one log line (nothing is built for a line
+    /// the log would drop: plain mode's info).
     pub fn log(&self) {
+        if !crate::log::enabled(self.level()) {
+            return;
+        }
         crate::log::event(
             self.level(),
             self.event(),
