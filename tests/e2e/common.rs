@@ -698,3 +698,83 @@ impl Drop for Groups {
         }
     }
 }
+
+/// The static release `init` and `cinit-demo` for a Rust `target`
+/// (`x86_64-unknown-linux-musl`, `aarch64-unknown-linux-musl`), built once
+/// per test process into `<target dir>/static`; the directory holding
+/// them. A missing rustup target is a failure that names the command
+/// which installs it (`.ci/test` does).
+pub fn static_bins(target: &'static str) -> &'static std::path::Path {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    type Built = Result<PathBuf, String>;
+    static BUILT: OnceLock<Mutex<HashMap<&'static str, &'static Built>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let result: &'static Built = built
+        .entry(target)
+        .or_insert_with(|| Box::leak(Box::new(build_static(target))));
+    match result {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_static(target: &str) -> Result<std::path::PathBuf, String> {
+    // This test runs as <target dir>/<profile>/deps/e2e-<hash>; the static
+    // build gets its own target dir beside the profiles so that it never
+    // waits on the lock of a `cargo test` that runs us. (.ci/test builds
+    // the same beforehand, and .ci/run measures it with .ci/release.)
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let target_dir = exe
+        .ancestors()
+        .nth(3)
+        .ok_or("cannot place the static build")?;
+    let dir = target_dir.join("static");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = Instant::now();
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "--bins",
+        ])
+        .env("CARGO_TARGET_DIR", &dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("failed to run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "failed to build the static binaries for {target} (is the target installed? \
+             `rustup target add {target}`; .ci/test does it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    eprintln!(
+        "static binaries for {target} ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(dir.join(target).join("release"))
+}
+
+/// An exclusive flock on `path` (created if missing), held until drop:
+/// serialises tests of every checkout on the machine that share something
+/// outside their own process (cached Docker images, binfmt_misc).
+pub fn exclusive_lock(path: &str) -> nix::fcntl::Flock<std::fs::File> {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("lock {path}: {e}"))
+}

@@ -1,10 +1,11 @@
 //! The deployment examples are checked, not only written:
 //!
-//! * `Dockerfile.example` is parsed (no image can be pulled here, so it is
-//!   not built): multi-stage, JSON exec forms, COPY sources that exist and
-//!   pass its .dockerignore, CINIT_* names that `init --help` knows, and a
-//!   plan (`init --dry-run --json` with the image's environment) that agrees
-//!   with its comments and its HEALTHCHECK.
+//! * `Dockerfile.example` is parsed: multi-stage with the official base
+//!   images as ARG defaults, the init built for amd64 and arm64, JSON exec
+//!   forms, COPY sources that exist and pass the root .dockerignore,
+//!   CINIT_* names that `init --help` knows, and a plan (`init --dry-run
+//!   --json` with the image's environment) that agrees with its comments
+//!   and its HEALTHCHECK. (`example_image.rs` builds and runs it for real.)
 //! * `examples/kubernetes/*.yaml` validate offline against the Kubernetes
 //!   schemas (`kubernetes-validate --strict`, the oldest and the newest
 //!   version it bundles), and each pod's grace period covers cinit's
@@ -141,6 +142,8 @@ fn exec_form(i: &Instr, json: &str) -> Vec<String> {
 
 struct Dockerfile {
     instrs: Vec<Instr>,
+    /// The defaults of the ARGs declared before the first FROM.
+    args: BTreeMap<String, String>,
     env: Vec<(String, String)>,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
@@ -151,6 +154,15 @@ fn dockerfile() -> Dockerfile {
     let text = std::fs::read_to_string(repo().join("Dockerfile.example"))
         .expect("read Dockerfile.example");
     let instrs = parse_dockerfile(&text);
+    let args = instrs
+        .iter()
+        .take_while(|i| i.name != "FROM")
+        .filter(|i| i.name == "ARG")
+        .filter_map(|i| {
+            let (k, v) = i.args.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
     const KNOWN: &[&str] = &[
         "FROM",
         "RUN",
@@ -209,6 +221,7 @@ fn dockerfile() -> Dockerfile {
     }
     Dockerfile {
         instrs,
+        args,
         env,
         entrypoint: entrypoint.expect("the app stage has an ENTRYPOINT"),
         cmd: cmd.expect("the app stage has a CMD"),
@@ -256,8 +269,27 @@ fn port_of(url_or_addr: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {url_or_addr}"))
 }
 
+impl Dockerfile {
+    /// `${NAME}` and `$NAME` of the global ARGs replaced by their defaults.
+    fn resolve(&self, word: &str) -> String {
+        let mut out = word.to_string();
+        for (k, v) in &self.args {
+            out = out
+                .replace(&format!("${{{k}}}"), v)
+                .replace(&format!("${k}"), v);
+        }
+        out
+    }
+}
+
+/// The Rust targets the files that build releases name, in order.
+const TARGETS: [(&str, &str); 2] = [
+    ("amd64", "x86_64-unknown-linux-musl"),
+    ("arm64", "aarch64-unknown-linux-musl"),
+];
+
 #[test]
-fn dockerfile_is_multi_stage_and_builds_the_static_init() {
+fn dockerfile_is_multi_stage_and_builds_the_static_init_for_amd64_and_arm64() {
     let d = dockerfile();
     let froms: Vec<&Instr> = d.instrs.iter().filter(|i| i.name == "FROM").collect();
     assert!(froms.len() >= 2, "a build stage and an app stage");
@@ -267,42 +299,69 @@ fn dockerfile_is_multi_stage_and_builds_the_static_init() {
         "the build stage is named: FROM image AS name (got {build_stage:?})"
     );
     let stage = &build_stage[2];
+    // The bases are build arguments whose defaults are the official images.
+    assert_eq!(d.resolve(&build_stage[0]), "rust:1-slim-bookworm");
+    assert_ne!(build_stage[0], "rust:1-slim-bookworm", "a build argument");
+    let app = words(&froms[1].args)[0].clone();
+    assert_eq!(d.resolve(&app), "python:3.12-slim");
+    assert_ne!(app, "python:3.12-slim", "a build argument");
+
+    // The build stage picks the target from TARGETARCH (BuildKit), else
+    // from its own architecture (the legacy builder sets no TARGETARCH).
+    let stage_starts: Vec<usize> = (0..d.instrs.len())
+        .filter(|&n| d.instrs[n].name == "FROM")
+        .collect();
+    let build = &d.instrs[stage_starts[0]..stage_starts[1]];
     assert!(
-        words(&froms[1].args)[0].starts_with("python:") && froms[1].args.contains("slim"),
-        "the app stage is a python slim image: {}",
-        froms[1].args
+        build
+            .iter()
+            .any(|i| i.name == "ARG" && i.args == "TARGETARCH"),
+        "ARG TARGETARCH in the build stage"
     );
-    let runs: Vec<&str> = d
-        .instrs
+    let runs: Vec<&str> = build
         .iter()
         .filter(|i| i.name == "RUN")
         .map(|i| i.args.as_str())
         .collect();
-    assert!(runs
-        .iter()
-        .any(|r| r.contains("rustup target add x86_64-unknown-linux-musl")));
-    let build = "cargo build --release --locked --target x86_64-unknown-linux-musl --bin init";
-    assert!(runs.iter().any(|r| r.contains(build)), "RUN {build}");
+    let all = runs.join("\n");
+    assert!(
+        all.contains(r#"${TARGETARCH:-$(dpkg --print-architecture)}"#),
+        "TARGETARCH where it is set, the stage's architecture otherwise: {all}"
+    );
+    for (arch, target) in TARGETS {
+        assert!(
+            all.contains(&format!("{arch}) target={target} ;;")),
+            "linux/{arch} builds {target}: {all}"
+        );
+    }
+    assert!(all.contains(r#"rustup target add "$target""#), "{all}");
+    assert!(
+        all.contains(r#"cargo build --release --locked --target "$target" --bin init"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"cp "target/$target/release/init" /init"#),
+        "{all}"
+    );
     let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
     assert!(
         cargo.contains("name = \"init\""),
         "Cargo.toml has the init bin"
     );
+    // Both targets link on any machine (aarch64 by rust-lld), and the
+    // release script builds and measures the same two.
+    let config = std::fs::read_to_string(repo().join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("[target.aarch64-unknown-linux-musl]\nlinker = \"rust-lld\""),
+        "{config}"
+    );
+    let release = std::fs::read_to_string(repo().join(".ci/release")).unwrap();
+    assert!(
+        release.contains(&format!("targets=({} {})", TARGETS[0].1, TARGETS[1].1)),
+        ".ci/release builds both targets"
+    );
 
-    // The binary is copied from where that stage's build leaves it.
-    let second_from = d
-        .instrs
-        .iter()
-        .skip(1)
-        .position(|i| i.name == "FROM")
-        .unwrap()
-        + 1;
-    let workdir = d.instrs[..second_from]
-        .iter()
-        .rev()
-        .find(|i| i.name == "WORKDIR")
-        .map(|i| i.args.clone())
-        .expect("the build stage has a WORKDIR");
+    // The app stage copies the binary from where the build stage left it.
     let from_build = d
         .instrs
         .iter()
@@ -310,18 +369,27 @@ fn dockerfile_is_multi_stage_and_builds_the_static_init() {
         .expect("COPY --from the build stage");
     let w = words(&from_build.args);
     assert_eq!(w[0], format!("--from={stage}"));
-    assert_eq!(
-        w[1],
-        format!("{workdir}/target/x86_64-unknown-linux-musl/release/init")
-    );
+    assert_eq!(w[1], "/init");
     assert_eq!(w[2], "/init");
 }
 
 #[test]
-fn dockerfile_copies_files_that_exist_and_pass_its_dockerignore() {
+fn dockerfile_copies_files_that_exist_and_pass_the_dockerignore() {
     let d = dockerfile();
-    let ignore = std::fs::read_to_string(repo().join("Dockerfile.example.dockerignore"))
-        .expect("Dockerfile.example.dockerignore keeps target/ out of the context");
+    // One ignore file at the context root, read by the legacy builder and
+    // BuildKit alike; a <Dockerfile>.dockerignore beside it would win under
+    // BuildKit only, and the two builds would send different contexts.
+    for shadow in [
+        "Dockerfile.example.dockerignore",
+        "examples/compose/Dockerfile.dockerignore",
+    ] {
+        assert!(
+            !repo().join(shadow).exists(),
+            "{shadow} would override .dockerignore under BuildKit only"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore"))
+        .expect(".dockerignore keeps target/ out of the context");
     let allowed: Vec<&str> = ignore
         .lines()
         .filter_map(|l| l.trim().strip_prefix('!'))
@@ -331,37 +399,40 @@ fn dockerfile_copies_files_that_exist_and_pass_its_dockerignore() {
         ignore.lines().any(|l| l.trim() == "*"),
         "everything else out"
     );
+    // Both Dockerfiles that build from the repository root.
+    let compose = std::fs::read_to_string(repo().join("examples/compose/Dockerfile"))
+        .expect("examples/compose/Dockerfile");
     let mut sources = 0;
-    for i in d
-        .instrs
-        .iter()
-        .filter(|i| i.name == "COPY" || i.name == "ADD")
-    {
-        let w: Vec<String> = words(&i.args);
-        if w.iter().any(|w| w.starts_with("--from=")) {
-            continue;
-        }
-        let paths: Vec<&String> = w.iter().filter(|w| !w.starts_with("--")).collect();
-        assert!(
-            paths.len() >= 2,
-            "Dockerfile.example:{}: COPY SRC... DEST",
-            i.line
-        );
-        for src in &paths[..paths.len() - 1] {
-            let src = src.trim_end_matches('/').trim_start_matches("./");
-            sources += 1;
-            assert!(
-                repo().join(src).exists(),
-                "Dockerfile.example:{}: COPY source {src} does not exist in the repository",
-                i.line
-            );
-            assert!(
-                allowed
-                    .iter()
-                    .any(|a| src == *a || src.starts_with(&format!("{a}/"))),
-                "Dockerfile.example:{}: {src} is excluded by Dockerfile.example.dockerignore",
-                i.line
-            );
+    for (file, instrs) in [
+        ("Dockerfile.example", d.instrs),
+        ("examples/compose/Dockerfile", parse_dockerfile(&compose)),
+    ] {
+        for i in instrs
+            .iter()
+            .filter(|i| i.name == "COPY" || i.name == "ADD")
+        {
+            let w: Vec<String> = words(&i.args);
+            if w.iter().any(|w| w.starts_with("--from=")) {
+                continue;
+            }
+            let paths: Vec<&String> = w.iter().filter(|w| !w.starts_with("--")).collect();
+            assert!(paths.len() >= 2, "{file}:{}: COPY SRC... DEST", i.line);
+            for src in &paths[..paths.len() - 1] {
+                let src = src.trim_end_matches('/').trim_start_matches("./");
+                sources += 1;
+                assert!(
+                    repo().join(src).exists(),
+                    "{file}:{}: COPY source {src} does not exist in the repository",
+                    i.line
+                );
+                assert!(
+                    allowed
+                        .iter()
+                        .any(|a| src == *a || src.starts_with(&format!("{a}/"))),
+                    "{file}:{}: {src} is excluded by .dockerignore",
+                    i.line
+                );
+            }
         }
     }
     assert!(sources >= 4, "the Rust sources and the app are copied");

@@ -4,13 +4,16 @@
 //! waits on conditions with deadlines, never on fixed sleeps.
 
 mod common;
+mod qemu;
 
 mod architecture;
+mod arm64;
 mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
 mod docs_examples;
+mod example_image;
 mod examples;
 mod fastapi;
 mod hardening;
