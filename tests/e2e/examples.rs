@@ -585,6 +585,11 @@ fn dockerfile_command_serves_the_app_with_the_images_settings() {
     let mut cmd = clean_command(INIT);
     cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
         .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
+        // The image's user does not exist here, and this machine's Python
+        // may live where it cannot go (pyenv under /root): the workers run
+        // as the test's user. The image itself, user included, is run by
+        // example_image.rs.
+        .env("CINIT_USER", "")
         // The image's WORKDIR holds examples/fastapi/app as app/.
         .current_dir(repo().join("examples/fastapi"))
         // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
