@@ -21,7 +21,7 @@ use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
 use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
-    format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
+    format_number, Amount, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
 };
 use crate::vocab::{Identity, ReadyMode, SocketPerms};
 
@@ -248,9 +248,12 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
 
 impl Plan {
     pub fn build(config: &Config) -> Plan {
-        // The limits decide only `--workers auto`; the dry run shows them
-        // always. A plain or fixed-count run skips reading them.
-        if config.dry_run || config.workers == Some(Workers::Auto) {
+        // The limits decide `--workers auto` and a `--memory-high` given as
+        // a share of the limit (without `--memory`); the dry run shows them
+        // always. Any other run skips reading them.
+        let high_needs_limit =
+            matches!(config.memory_high, Some(Amount::Percent(_))) && config.memory.is_none();
+        if config.dry_run || config.workers == Some(Workers::Auto) || high_needs_limit {
             Plan::build_with(config, Some(&HostFacts::read(&config.root)))
         } else {
             Plan::build_with(config, None)
@@ -341,7 +344,8 @@ impl Plan {
                 "--ready listen without --listen: no socket to wait on, so every worker counts as ready only by READY=1 or fails its ready timeout".into(),
             );
         }
-        let limit = resources.memory.as_ref().map(|m| m.value);
+        // `--memory` stands for the limit, as it does for the sizing.
+        let limit = config.memory.or(resources.memory.as_ref().map(|m| m.value));
         let high = config.memory_high.and_then(|a| a.of(limit));
         if config.memory_high.is_some() && high.is_none() {
             warnings.push(

@@ -114,6 +114,11 @@ fn every_benchmark_table_is_quoted_with_its_header() {
         1,
         "the bench/cpu-views.sh table"
     );
+    assert_eq!(
+        tables_have_headers("docs/memory.md", "Measured: `bench/memory.sh`"),
+        1,
+        "the bench/memory.sh table"
+    );
 }
 
 #[test]
@@ -145,7 +150,7 @@ fn every_bench_script_prints_the_header_and_times_the_shipped_binary() {
             "bench/{name} builds something else than the shipped binary"
         );
     }
-    assert_eq!(scripts, 3, "pid1.sh, workers.sh, cpu-views.sh");
+    assert_eq!(scripts, 4, "pid1.sh, workers.sh, cpu-views.sh, memory.sh");
 }
 
 fn git(args: &[&str]) -> String {

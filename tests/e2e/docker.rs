@@ -35,7 +35,7 @@ use serde_json::Value;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 /// The port the demo serves on inside the containers.
-const PORT: u16 = 8000;
+pub(crate) const PORT: u16 = 8000;
 
 // ------------------------------------------------------------------ set-up
 
@@ -168,13 +168,13 @@ fn image_lock() -> nix::fcntl::Flock<std::fs::File> {
 }
 
 /// A `FROM scratch` image with `/init` and `/cinit-demo`; removed on drop.
-struct Image {
+pub(crate) struct Image {
     tag: String,
 }
 
 impl Image {
     /// `extra` is appended to the Dockerfile (a HEALTHCHECK, say).
-    fn build(extra: &str) -> Image {
+    pub(crate) fn build(extra: &str) -> Image {
         Image::build_from(static_bins(), None, extra)
     }
 
@@ -245,7 +245,7 @@ pub(crate) struct Container {
 
 impl Container {
     /// `docker run -d --name NAME DOCKER_ARGS IMAGE ARGS`.
-    fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
+    pub(crate) fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
         Container::start_tag(&image.tag, docker_args, args)
     }
 
@@ -337,7 +337,7 @@ impl Container {
     }
 
     /// The host port that `docker run -p 127.0.0.1::PORT` chose.
-    fn host_port(&self) -> u16 {
+    pub(crate) fn host_port(&self) -> u16 {
         self.host_port_of(PORT)
     }
 

@@ -12,6 +12,7 @@ mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
+mod docker_memory;
 mod docs_examples;
 mod example_image;
 mod examples;
