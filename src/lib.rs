@@ -87,6 +87,10 @@ where
         };
         return print_plan(&out);
     }
+    // What the dry run shows as warnings, a real run says too.
+    for w in &plan.warnings {
+        log::warn(&format!("warning: {w}"));
+    }
     log::set_quiet(plan.mode == plan::Mode::Plain);
     supervisor::run(plan)
 }

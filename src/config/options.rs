@@ -112,6 +112,18 @@ const BASE: Setting = Setting {
     per_program: false,
 };
 
+/// A memory threshold below 1 MiB is surely a slip (`85` for `85%`):
+/// every worker would be recycled at once, again and again.
+fn at_least_a_mib(b: u64) -> Result<u64, String> {
+    if b < 1 << 20 {
+        Err(format!(
+            "{b} bytes is less than 1 MiB: give a size like 300MiB (or, where it is allowed, a percentage like 85%)"
+        ))
+    } else {
+        Ok(b)
+    }
+}
+
 /// `off` (or `none`) for an optional setting, else the value.
 fn off_or<T>(
     v: &str,
@@ -666,7 +678,7 @@ pub static SETTINGS: &[Setting] = &[
         value: "SIZE",
         env: Some("CINIT_MAX_WORKER_MEMORY"),
         kind: Kind::Scalar(|c, v| {
-            c.max_worker_memory = off_or(v, |v| parse_bytes(v).map(|b| (b > 0).then_some(b)))?;
+            c.max_worker_memory = off_or(v, |v| parse_bytes(v).and_then(at_least_a_mib).map(Some))?;
             Ok(())
         }),
         default: Default::Value("off"),
@@ -712,12 +724,18 @@ pub static SETTINGS: &[Setting] = &[
         value: "SIZE|PERCENT",
         env: Some("CINIT_MEMORY_HIGH"),
         kind: Kind::Scalar(|c, v| {
-            c.memory_high = off_or(v, |v| parse_amount(v).map(Some))?;
+            c.memory_high = off_or(v, |v| {
+                match parse_amount(v)? {
+                    vocab::Amount::Bytes(b) => at_least_a_mib(b).map(vocab::Amount::Bytes),
+                    a => Ok(a),
+                }
+                .map(Some)
+            })?;
             Ok(())
         }),
         default: Default::Value("off"),
         help: "Memory guard: when the container's working set passes this (a size, or a share of its memory limit), replace the largest worker",
-        why: "Off. 80–90% of the limit leaves the new worker room to start while the old one still holds its memory; the working set (usage minus inactive file pages) is what the kubelet counts.",
+        why: "Off. Leave room below the limit for a new worker to start while the old one still holds its memory (docs/memory.md: 80–90% only when workers are small next to the limit); the working set (usage minus inactive file pages) is what the kubelet counts.",
         ..BASE
     },
     Setting {

@@ -688,3 +688,13 @@ fn users_resolve_from_every_layer_and_errors_name_it() {
     let c = resolve_args(&["init", "--no-new-privs", "x"], &[]).unwrap();
     assert!(c.no_new_privs && c.identities.workers.is_none());
 }
+
+#[test]
+fn a_memory_threshold_below_a_mib_is_refused() {
+    let e = resolve_args(&["init", "--max-worker-memory", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("less than 1 MiB"), "{e}");
+    let e = resolve_args(&["init", "--memory-high", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("85%"), "{e}");
+    assert!(resolve_args(&["init", "--memory-high", "85%", "--", "x"], &[]).is_ok());
+    assert!(resolve_args(&["init", "--max-worker-memory", "300MiB", "--", "x"], &[]).is_ok());
+}

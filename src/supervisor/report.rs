@@ -729,12 +729,17 @@ impl fmt::Display for Report {
                 pid,
                 limit,
                 last,
-            } => write!(
-                f,
-                "{who} (pid {pid}) was killed by the kernel OOM killer (container limit {}, worker last sampled at {})",
-                limit.map(format_bytes).unwrap_or_else(|| "unknown".into()),
-                last.map(format_bytes).unwrap_or_else(|| "unknown".into())
-            ),
+            } => {
+                write!(
+                    f,
+                    "{who} (pid {pid}) was killed by the kernel OOM killer (container limit {}",
+                    limit.map(format_bytes).unwrap_or_else(|| "unknown".into()),
+                )?;
+                match last {
+                    Some(l) => write!(f, ", worker last sampled at {})", format_bytes(*l)),
+                    None => f.write_str(")"),
+                }
+            }
             Unseen { who, pid } => write!(
                 f,
                 "{who} (pid {pid}): /proc does not show its sockets (another user, no CAP_SYS_PTRACE): ready after --min-uptime instead"
@@ -760,7 +765,7 @@ impl fmt::Display for Report {
             ),
             AllReady { count } => write!(f, "ready: {count} worker(s) serving"),
             Retired { who, pid, status } => {
-                write!(f, "{who} old worker (pid {pid}) {}", status.describe())
+                write!(f, "{who}: the old worker (pid {pid}) {}", status.describe())
             }
             AllFinished => f.write_str("every worker has exited and none is restarted"),
             CrashLoop {
