@@ -182,6 +182,12 @@ fn a_uid_without_entry_gets_gid_0_no_groups_and_no_user_variable() {
     );
     r.signal(15);
     assert_eq!(r.code(PROMPT), 143);
+    let said = r
+        .stderr_seen
+        .iter()
+        .filter(|l| l.contains("has no entry"))
+        .count();
+    assert_eq!(said, 1, "the warning once: {:?}", r.stderr_seen);
 }
 
 #[test]
