@@ -44,6 +44,7 @@ pub mod signals;
 pub mod sizing;
 pub mod status;
 pub mod supervisor;
+pub mod users;
 pub mod vocab;
 
 use std::ffi::OsString;
@@ -95,8 +96,13 @@ where
         };
         return print_plan(&out);
     }
-    // What the dry run shows as warnings, a real run says too.
-    for w in &plan.warnings {
+    // What the dry run shows as warnings, a real run says too; those of
+    // the configuration, which the plan repeats, were said above.
+    for w in plan
+        .warnings
+        .iter()
+        .filter(|w| !config.warnings.contains(w))
+    {
         log::warn(&format!("warning: {w}"));
     }
     log::set_quiet(plan.mode == plan::Mode::Plain);

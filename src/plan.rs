@@ -19,12 +19,12 @@ use serde::Serialize;
 use crate::config::{Config, Step};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
-use crate::vocab::ReadyMode;
 use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
     format_number, Amount, ControlSocket, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule,
     Workers, CONTROL_FILE,
 };
+use crate::vocab::{Identity, ReadyMode, SocketPerms};
 
 /// The pre-start step: one type from the configuration to the supervisor.
 pub use crate::config::Step as StepPlan;
@@ -45,7 +45,16 @@ pub struct Plan {
     pub resources: Resources,
     pub listen: Vec<ListenPlan>,
     pub backlog: u32,
+    /// The mode and owner of the unix `--listen` socket files.
+    pub socket: SocketPerms,
     pub steps: Vec<Step>,
+    /// Who the workers (or the plain child) run as; `None`: the init's
+    /// own user.
+    pub user: Option<Identity>,
+    /// Who the pre-start commands run as.
+    pub prestart_user: Option<Identity>,
+    /// PR_SET_NO_NEW_PRIVS for every child.
+    pub no_new_privs: bool,
     pub restart: RestartPlan,
     pub ready: ReadyPlan,
     pub memory: MemoryPlan,
@@ -393,7 +402,11 @@ impl Plan {
             resources,
             listen,
             backlog: config.backlog,
+            socket: config.identities.socket,
             steps: config.steps.clone(),
+            user: config.identities.workers.clone(),
+            prestart_user: config.identities.prestart.clone(),
+            no_new_privs: config.no_new_privs,
             ready,
             memory,
             restart: RestartPlan {
@@ -520,10 +533,15 @@ impl Plan {
                 "listen      backlog {}, TCP_NODELAY on TCP",
                 self.backlog
             );
+            let perms = self.socket_text();
             for l in &self.listen {
+                let perms = match (&l.address, &perms) {
+                    (ListenAddr::Unix { .. }, Some(p)) => format!("; {p}"),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     o,
-                    "  fd {}      {}  (LISTEN_FDNAMES {})",
+                    "  fd {}      {}  (LISTEN_FDNAMES {}{perms})",
                     l.fd, l.address, l.name
                 );
             }
@@ -555,6 +573,10 @@ impl Plan {
             }
         }
         let _ = writeln!(o);
+        if let Some(text) = self.user_text() {
+            let _ = writeln!(o, "{text}");
+            let _ = writeln!(o);
+        }
         let rs = &self.restart;
         let _ = writeln!(
             o,
@@ -721,6 +743,54 @@ impl Plan {
             }
         }
         o.trim_end().to_string()
+    }
+}
+
+impl Plan {
+    /// `mode 0660, owner 0:33` for a unix socket, when either is set.
+    fn socket_text(&self) -> Option<String> {
+        let s = &self.socket;
+        let id = |n: Option<u32>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+        let mut parts = Vec::new();
+        if let Some(m) = s.mode {
+            parts.push(format!("mode {}", crate::vocab::format_mode(m)));
+        }
+        if s.uid.is_some() || s.gid.is_some() {
+            parts.push(format!("owner {}:{}", id(s.uid), id(s.gid)));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// The `user` block: who the children run as, when anything is set.
+    fn user_text(&self) -> Option<String> {
+        if self.user.is_none() && self.prestart_user.is_none() && !self.no_new_privs {
+            return None;
+        }
+        let who = |id: &Option<Identity>| match id {
+            None => "as the init's own user".to_string(),
+            Some(id) if !id.switch => format!(
+                "as uid {}, the init's own (it is not root: the children keep its credentials)",
+                id.uid
+            ),
+            Some(id) => format!("as {}, HOME={}", id.describe(), id.home),
+        };
+        let children = match self.mode {
+            Mode::Plain => "the child runs",
+            Mode::Workers => "workers run",
+        };
+        let mut lines = vec![format!("user        {children} {}", who(&self.user))];
+        if !self.steps.is_empty() || self.prestart_user != self.user {
+            lines.push(format!(
+                "            pre-start commands run {}",
+                who(&self.prestart_user)
+            ));
+        }
+        if self.no_new_privs {
+            lines.push(
+                "            no new privileges (PR_SET_NO_NEW_PRIVS) for every child".to_string(),
+            );
+        }
+        Some(lines.join("\n"))
     }
 }
 

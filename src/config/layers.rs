@@ -16,6 +16,7 @@ use super::file::{scalar_text, File, Span};
 use super::options::{self, Kind, Setting, CHILD_ENV};
 use super::words::nearest;
 use super::ConfigError;
+use crate::users::{Accounts, Credentials};
 
 /// The process environment, injectable so tests and fuzz targets never
 /// depend on the shell they run in.
@@ -29,6 +30,15 @@ pub trait Env {
     /// `/etc/cinit.toml` when it exists: the file read when none is named.
     fn default_file(&self) -> Option<PathBuf> {
         None
+    }
+    /// /etc/passwd and /etc/group, read when a user is named: none by
+    /// default (as FROM scratch).
+    fn accounts(&self) -> Result<Accounts, String> {
+        Ok(Accounts::from_text(None, None))
+    }
+    /// The init's own effective uid and gid: root by default.
+    fn credentials(&self) -> Credentials {
+        Credentials::ROOT
     }
 }
 
@@ -71,6 +81,14 @@ impl Env for ProcessEnv {
     fn default_file(&self) -> Option<PathBuf> {
         let p = std::path::Path::new(super::DEFAULT_FILE);
         p.exists().then(|| p.to_path_buf())
+    }
+
+    fn accounts(&self) -> Result<Accounts, String> {
+        Accounts::read(std::path::Path::new("/"))
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials::current()
     }
 }
 

@@ -20,9 +20,9 @@ use super::words::split_command;
 use super::Config;
 use crate::vocab::{
     self, parse_amount, parse_bool, parse_bytes, parse_control, parse_count, parse_cpus,
-    parse_duration, parse_f64, parse_log_format, parse_percent, parse_ready, parse_restart,
-    parse_scale, parse_signal, parse_signal_rule, parse_workers, ListenAddr, Request, WaitTarget,
-    MAX_LISTENERS,
+    parse_duration, parse_f64, parse_log_format, parse_mode, parse_owner, parse_percent,
+    parse_ready, parse_restart, parse_scale, parse_signal, parse_signal_rule, parse_user,
+    parse_workers, ListenAddr, Request, WaitTarget, MAX_LISTENERS,
 };
 
 /// Parses one value as the user wrote it and stores it in the config; the
@@ -461,6 +461,34 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        key: "socket_mode",
+        option: Some("socket-mode"),
+        value: "MODE",
+        env: Some("CINIT_SOCKET_MODE"),
+        kind: Kind::Scalar(|c, v| {
+            c.socket_mode = Some(parse_mode(v)?);
+            Ok(())
+        }),
+        default: Default::Described("what the umask leaves of 777"),
+        help: "Unix --listen sockets: permission bits of the socket file, in octal (660)",
+        why: "A client needs write permission on the file to connect. The file is made with no permission at all and given this mode (and owner) before anyone can connect; without it the umask decides (`srwxrwxrwx` under umask 000).",
+        ..BASE
+    },
+    Setting {
+        key: "socket_owner",
+        option: Some("socket-owner"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_SOCKET_OWNER"),
+        kind: Kind::Scalar(|c, v| {
+            c.socket_owner = Some(parse_owner(v)?);
+            Ok(())
+        }),
+        default: Default::Described("the init's own user and group"),
+        help: "Unix --listen sockets: owner of the socket file, as chown takes it (USER, USER:GROUP or :GROUP; names or numbers)",
+        why: "A web server in another container (nginx as www-data) connects through a shared volume when the socket's group is its own: `--socket-owner :www-data --socket-mode 660`. Giving the file to another user needs a root init.",
+        ..BASE
+    },
+    Setting {
         key: "wait_for",
         option: Some("wait-for"),
         value: "URL",
@@ -525,6 +553,48 @@ pub static SETTINGS: &[Setting] = &[
         default: Default::Value("5m"),
         help: "Pre-start: how long one command may run",
         why: "Migrations can be slow; an unbounded step would hang the deployment silently.",
+        ..BASE
+    },
+    Setting {
+        key: "user",
+        option: Some("user"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_USER"),
+        kind: Kind::Scalar(|c, v| {
+            c.user = Some(parse_user(v)?);
+            Ok(())
+        }),
+        default: Default::Described("the init's own user"),
+        help: "Run the workers and the pre-start commands as this user (names from /etc/passwd and /etc/group, or numbers); the init keeps root to bind, signal and reap",
+        why: "Least privilege without gosu or su-exec in the image: /etc/passwd and /etc/group are read directly (no NSS), so it works FROM scratch. A name gives its gid, HOME and its /etc/group memberships; a group given replaces the gid and leaves no supplementary group; a uid without an entry gets gid 0, as with `docker --user`. Never root's groups. A non-root init can only name its own uid.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "prestart_user",
+        option: Some("prestart-user"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_PRESTART_USER"),
+        kind: Kind::Scalar(|c, v| {
+            c.prestart_user = Some(parse_user(v)?);
+            Ok(())
+        }),
+        default: Default::Described("--user"),
+        help: "Run the pre-start commands as this user instead (0 keeps a root init's root for them)",
+        why: "A migration may need what the workers must not have (a root-only secret, a chown of a volume); `--prestart-user 0` runs the steps as root while the workers run as --user.",
+        ..BASE
+    },
+    Setting {
+        key: "no_new_privs",
+        option: Some("no-new-privs"),
+        env: Some("CINIT_NO_NEW_PRIVS"),
+        kind: Kind::Switch(|c, v| {
+            c.no_new_privs = parse_bool(v)?;
+            Ok(())
+        }),
+        help: "Start every child with PR_SET_NO_NEW_PRIVS: no setuid, setgid or file capability can raise its privileges",
+        why: "Kubernetes' `allowPrivilegeEscalation: false` for the children alone, in any runtime (the init itself is unchanged). Off by default: a worker that runs `sudo` or `ping` on purpose would break.",
+        per_program: true,
         ..BASE
     },
     Setting {

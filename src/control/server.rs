@@ -112,7 +112,7 @@ pub fn start(
     if let Some(addr) = metrics {
         let io = |e: std::io::Error| format!("failed to serve the metrics socket: {e}");
         let bind = |e: BindError| format!("failed to open the metrics socket: {e}");
-        let l = listeners::bind_all(std::slice::from_ref(addr), 64)
+        let l = listeners::bind_all(std::slice::from_ref(addr), 64, &Default::default())
             .map_err(bind)?
             .pop()
             .expect("one address, one listener");

@@ -631,6 +631,8 @@ impl Shell<'_> {
                     argv,
                     new_pgroup: true,
                     foreground: terminal,
+                    user: self.plan.prestart_user.clone(),
+                    no_new_privs: self.plan.no_new_privs,
                     ..Default::default()
                 };
                 Some(match process::spawn(&spec) {
@@ -673,7 +675,7 @@ impl Shell<'_> {
             Action::ListDir { path } => Some(Event::DirListed(executables(&path))),
             Action::Bind => {
                 let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
-                self.sockets = listeners::bind_all(&addrs, self.plan.backlog)?;
+                self.sockets = listeners::bind_all(&addrs, self.plan.backlog, &self.plan.socket)?;
                 let fds: Vec<RawFd> = self.sockets.iter().map(Listener::raw_fd).collect();
                 self.probe = readiness::Probe::new(&fds);
                 for (i, l) in self.sockets.iter().enumerate() {
@@ -720,8 +722,9 @@ impl Shell<'_> {
             Action::CheckListening { pids } => {
                 // At most one answer per pid; the rest wait for the next
                 // look (the machine asks again while any still starts).
+                let as_user = self.workers_ids();
                 for pid in pids {
-                    match self.probe.check(pid.as_raw()) {
+                    match process::with_fs_ids(as_user, || self.probe.check(pid.as_raw())) {
                         readiness::Seen::Listening => self.answers.push(Event::Ready { pid }),
                         readiness::Seen::Denied => self.answers.push(Event::Unseen { pid }),
                         readiness::Seen::NotYet => {}
@@ -730,9 +733,15 @@ impl Shell<'_> {
                 None
             }
             Action::SampleMemory { pids } => {
+                let as_user = self.workers_ids();
                 let workers = pids
                     .into_iter()
-                    .map(|pid| (pid, crate::memory::tree_memory(pid.as_raw())))
+                    .map(|pid| {
+                        let bytes = process::with_fs_ids(as_user, || {
+                            crate::memory::tree_memory(pid.as_raw())
+                        });
+                        (pid, bytes)
+                    })
                     .collect();
                 let working_set = self.cgroup().and_then(|c| c.working_set());
                 Some(Event::MemorySampled {
@@ -756,6 +765,15 @@ impl Shell<'_> {
             }
             Action::Exit(_) => None,
         })
+    }
+
+    /// The workers' uid and gid when they switched to another user:
+    /// their /proc files (fds, smaps_rollup) open only to that uid or to
+    /// CAP_SYS_PTRACE, which Docker does not grant, so the init reads them
+    /// with these as its file-system ids.
+    fn workers_ids(&self) -> Option<(u32, u32)> {
+        let u = self.plan.user.as_ref().filter(|u| u.switch)?;
+        Some((u.uid, u.gid))
     }
 
     fn worker_spec(&self, slot: SlotId, workers: u32) -> process::Spec {
@@ -783,6 +801,8 @@ impl Shell<'_> {
             new_pgroup: true,
             foreground: self.foreground,
             pid_vars,
+            user: self.plan.user.clone(),
+            no_new_privs: self.plan.no_new_privs,
         }
     }
 

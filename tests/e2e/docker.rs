@@ -914,6 +914,120 @@ fn status_and_probe_ready_work_in_a_scratch_image() {
     );
 }
 
+// --------------------------------------------------- least privilege
+
+impl Container {
+    /// (uid, command line) of every process of the container.
+    fn uids(&self) -> Vec<(u32, String)> {
+        // docker top needs the pid column.
+        docker_ok(&["top", &self.name, "-eo", "pid,uid,args"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let _pid = w.next()?;
+                let uid = w.next()?.parse().ok()?;
+                Some((uid, w.collect::<Vec<_>>().join(" ")))
+            })
+            .collect()
+    }
+}
+
+/// The whole container unprivileged, as Kubernetes' `restricted` level
+/// runs it: uid 1000, no capability, read-only root file system, no new
+/// privileges. The FROM scratch image has no /etc/passwd: numbers only.
+/// `--user 1000:1000` is the init's own uid, so nothing is switched.
+#[test]
+fn a_fully_unprivileged_container_serves_and_stops_cleanly() {
+    require_docker!();
+    let img = Image::build("");
+    let c = Container::start(
+        &img,
+        &[
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+            "--security-opt",
+            "no-new-privileges",
+            "-p",
+            PUBLISH,
+            "-e",
+            LISTEN_ENV,
+        ],
+        &[
+            "--workers",
+            "2",
+            "--user",
+            "1000:1000",
+            "--no-new-privs",
+            "/cinit-demo",
+            "serve",
+        ],
+    );
+    c.wait_http(c.host_port());
+    c.wait_log("ready: 2 worker(s) serving", crate::common::PROMPT);
+    let procs = c.uids();
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    assert!(procs.iter().all(|(uid, _)| *uid == 1000), "{procs:?}");
+    let logs = c.logs();
+    assert!(!logs.contains("/proc does not show"), "{logs}");
+    assert!(logs.contains("ready (pid"), "{logs}");
+    docker_ok(&["stop", "-t", "10", &c.name]);
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{}", c.logs());
+}
+
+/// A root init (Docker's default capabilities, which do not include
+/// CAP_SYS_PTRACE) with the workers as uid 1000: only the init is root,
+/// and it still sees the workers listen.
+#[test]
+fn only_the_init_is_root_with_user() {
+    require_docker!();
+    let img = Image::build("");
+    let c = Container::start(
+        &img,
+        &["-p", PUBLISH, "-e", LISTEN_ENV],
+        &[
+            "--workers",
+            "2",
+            "--user",
+            "1000:1000",
+            "--no-new-privs",
+            "/cinit-demo",
+            "serve",
+        ],
+    );
+    c.wait_http(c.host_port());
+    c.wait_log("ready: 2 worker(s) serving", crate::common::PROMPT);
+    let procs = c.uids();
+    let root: Vec<_> = procs.iter().filter(|(uid, _)| *uid == 0).collect();
+    assert_eq!(root.len(), 1, "{procs:?}");
+    assert!(root[0].1.starts_with("/init"), "{procs:?}");
+    assert_eq!(
+        procs.iter().filter(|(uid, _)| *uid == 1000).count(),
+        2,
+        "{procs:?}"
+    );
+    let logs = c.logs();
+    assert!(!logs.contains("/proc does not show"), "{logs}");
+    docker_ok(&["stop", "-t", "10", &c.name]);
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{}", c.logs());
+
+    // Root without CAP_SETUID/CAP_SETGID cannot switch: it says so.
+    let (_c, out) = Container::run_to_end(
+        &img,
+        &["--cap-drop", "ALL"],
+        &["--user", "1000:1000", "/cinit-demo", "exit", "0"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("(setgroups): EPERM") && err.contains("lacks CAP_SETGID"),
+        "{err}"
+    );
+}
+
 // ------------------------------------------------------------ linux/arm64
 
 /// A `FROM scratch` linux/arm64 image of the aarch64 init and demo, run by

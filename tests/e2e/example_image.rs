@@ -18,8 +18,13 @@
 //! * the FastAPI routes answer through the published port;
 //! * its HEALTHCHECK (`/init --probe`) turns the container healthy;
 //! * `docker stop` ends in exit 0, cinit's clean shutdown, with no SIGKILL;
-//! * no process but the init runs as root: pending until the init has
-//!   `--user` (the test says so loudly while it is missing).
+//! * no process but the init runs as root: uvicorn runs as the image's
+//!   `CINIT_USER` (uid and gid 10001, no supplementary group, its HOME,
+//!   no new privileges), read from each worker's /proc/PID/status;
+//! * the same image with the whole container unprivileged (`--user
+//!   10001:10001 --cap-drop ALL --read-only`, as the Kubernetes example's
+//!   `restricted` pod runs it, on port 8080): it serves, every process is
+//!   uid 10001, and `docker stop` ends in exit 0.
 //!
 //! Without a Docker daemon the test is skipped loudly; without mmdebstrap
 //! it fails with the command that installs it (.ci/test installs it). The
@@ -276,28 +281,34 @@ fn dockerfile_example_builds_and_runs() {
         c.inspect("{{if .State.Health}}{{.State.Health.Status}}{{end}}") == "healthy"
     });
 
-    // No process but the init runs as root: needs the init's --user
-    // (another change), and the image then sets CINIT_USER.
-    let help = docker_ok(&["run", "--rm", &image.tag, "--help"]);
-    if help.contains("--user") {
-        // `/init --probe` of the HEALTHCHECK is the init too.
-        let root: Vec<(String, String)> = processes(&c)
-            .into_iter()
-            .filter(|(user, args)| user == "root" && !args.starts_with("/init "))
-            .collect();
-        assert!(
-            root.is_empty(),
-            "processes other than the init run as root: {root:?}"
-        );
-    } else {
-        eprintln!(
-            "\n\
-             ##########################################################\n\
-             ## PENDING: `no process but the init runs as root` is not ##\n\
-             ## checked: this init has no --user yet (Dockerfile.example ##\n\
-             ## has a TODO(--user) where CINIT_USER goes).               ##\n\
-             ##########################################################\n"
-        );
+    // No process but the init runs as root (`/init --probe` of the
+    // HEALTHCHECK is the init too).
+    let root: Vec<(String, String)> = processes(&c)
+        .into_iter()
+        .filter(|(user, args)| user == "root" && !args.starts_with("/init "))
+        .collect();
+    assert!(
+        root.is_empty(),
+        "processes other than the init run as root: {root:?}"
+    );
+    // uvicorn runs as the image's CINIT_USER, seen from its own /proc.
+    let workers: Vec<i32> = host_procs(&c)
+        .into_iter()
+        .filter(|(_, _, args)| is_uvicorn(args))
+        .map(|(pid, _, _)| pid)
+        .collect();
+    assert_eq!(workers.len(), planned);
+    for pid in workers {
+        let st = status(pid);
+        assert_eq!(st["Uid"], "10001 10001 10001 10001", "{st:?}");
+        assert_eq!(st["Gid"], "10001 10001 10001 10001", "{st:?}");
+        assert_eq!(st["Groups"], "", "no supplementary group: {st:?}");
+        assert_eq!(st["NoNewPrivs"], "1", "{st:?}");
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let env = String::from_utf8_lossy(&env);
+        let vars: Vec<&str> = env.split('\0').collect();
+        assert!(vars.contains(&"HOME=/home/app"), "{vars:?}");
+        assert!(vars.contains(&"USER=app"), "{vars:?}");
     }
 
     // docker stop's default 10s: cinit's 8s graceful timeout fits inside.
@@ -315,6 +326,88 @@ fn dockerfile_example_builds_and_runs() {
         !logs.contains("SIGKILL"),
         "every uvicorn stopped on SIGTERM: {logs}"
     );
+
+    // The whole container unprivileged, as the Kubernetes example runs it
+    // (restricted level: non-root, no capability, read-only root, no new
+    // privileges; port 8080, which needs no privilege in any runtime).
+    let c = Container::start_tag(
+        &image.tag,
+        &[
+            "--user",
+            "10001:10001",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--security-opt",
+            "no-new-privileges",
+            "--cpus",
+            "1.5",
+            "--memory",
+            "512m",
+            "-e",
+            "CINIT_LISTEN=0.0.0.0:8080",
+            "-p",
+            "127.0.0.1::8080",
+        ],
+        &[],
+    );
+    let port = c.host_port_of(8080);
+    c.wait_for("the unprivileged container to answer", PROMPT * 3, || {
+        get_json(port, "/") == Some(serde_json::json!({"Hello": "World"}))
+    });
+    c.wait_log("ready: 2 worker(s) serving", PROMPT);
+    let procs = host_procs(&c);
+    assert!(
+        procs.iter().all(|(_, uid, _)| *uid == 10001),
+        "every process is uid 10001: {procs:?}"
+    );
+    assert_eq!(
+        procs.iter().filter(|(_, _, args)| is_uvicorn(args)).count(),
+        planned,
+        "{procs:?}"
+    );
+    let out = docker(&["stop", &c.name]);
+    assert!(out.status.success(), "{out:?}");
+    let logs = c.logs();
+    assert_eq!(c.exit_code(PROMPT), 0, "{logs}");
+    assert!(!logs.contains("SIGKILL"), "{logs}");
+}
+
+/// A worker's command line (the init's own, `/init uvicorn ...`, holds
+/// the command too).
+fn is_uvicorn(args: &str) -> bool {
+    args.starts_with("uvicorn app.main:app") || args.contains("/uvicorn app.main:app")
+}
+
+/// (host pid, uid, command) of every process of the container.
+fn host_procs(c: &Container) -> Vec<(i32, u32, String)> {
+    docker_ok(&["top", &c.name, "-eo", "pid,uid,args"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let pid = w.next()?.parse().ok()?;
+            let uid = w.next()?.parse().ok()?;
+            Some((pid, uid, w.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+/// The fields of /proc/PID/status (a host pid), whitespace collapsed.
+fn status(pid: i32) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.split_whitespace().collect::<Vec<_>>().join(" "),
+            )
+        })
+        .collect()
 }
 
 /// The build stage of Dockerfile.example with `TARGETARCH=arm64`, as

@@ -585,6 +585,11 @@ fn dockerfile_command_serves_the_app_with_the_images_settings() {
     let mut cmd = clean_command(INIT);
     cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
         .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
+        // The image's user does not exist here, and this machine's Python
+        // may live where it cannot go (pyenv under /root): the workers run
+        // as the test's user. The image itself, user included, is run by
+        // example_image.rs.
+        .env("CINIT_USER", "")
         // The image's WORKDIR holds examples/fastapi/app as app/.
         .current_dir(repo().join("examples/fastapi"))
         // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
@@ -869,6 +874,140 @@ fn kubernetes_grace_period_covers_cinits_shutdown_budget() {
                         );
                         assert_eq!(pr["httpGet"]["path"], "/healthz");
                     }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no Deployment container was checked");
+}
+
+/// Every Deployment's pods meet the Pod Security Standards' `restricted`
+/// level (kubernetes.io/docs/concepts/security/pod-security-standards),
+/// checked rule by rule on the manifest, and cinit can run in them: the
+/// port it binds needs no privilege, and the image's `--user` (when it
+/// sets one) is the pod's own uid and gid, which a non-root init can keep
+/// (another uid would be a configuration error).
+#[test]
+fn kubernetes_pods_meet_the_restricted_level() {
+    let image = dockerfile();
+    let mut checked = 0;
+    for file in yaml_files("examples/kubernetes") {
+        for doc in yaml_docs(&file) {
+            if doc["kind"] != "Deployment" {
+                continue;
+            }
+            let pod = &doc["spec"]["template"]["spec"];
+            let at = |what: &str| format!("{}: {what}", file.display());
+            for host in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert_ne!(pod[host], true, "{}", at(host));
+            }
+            // Volume types the level allows.
+            let allowed = [
+                "configMap",
+                "csi",
+                "downwardAPI",
+                "emptyDir",
+                "ephemeral",
+                "persistentVolumeClaim",
+                "projected",
+                "secret",
+            ];
+            for v in pod["volumes"].as_array().into_iter().flatten() {
+                let kinds: Vec<&String> = v
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.as_str() != "name")
+                    .collect();
+                assert!(
+                    kinds.iter().all(|k| allowed.contains(&k.as_str())),
+                    "{}",
+                    at(&format!("volume {v}"))
+                );
+            }
+            let pod_sc = &pod["securityContext"];
+            for c in pod["containers"].as_array().unwrap() {
+                let sc = &c["securityContext"];
+                // A container's field overrides the pod's.
+                let field = |k: &str| {
+                    if sc[k].is_null() {
+                        pod_sc[k].clone()
+                    } else {
+                        sc[k].clone()
+                    }
+                };
+                let name = c["name"].as_str().unwrap_or("?");
+                let at = |what: &str| at(&format!("container {name}: {what}"));
+                assert_eq!(field("runAsNonRoot"), true, "{}", at("runAsNonRoot"));
+                let uid = field("runAsUser").as_u64();
+                assert_ne!(uid, Some(0), "{}", at("runAsUser 0"));
+                assert_eq!(
+                    sc["allowPrivilegeEscalation"],
+                    false,
+                    "{}",
+                    at("allowPrivilegeEscalation")
+                );
+                let seccomp = field("seccompProfile");
+                assert!(
+                    ["RuntimeDefault", "Localhost"]
+                        .contains(&seccomp["type"].as_str().unwrap_or("")),
+                    "{}",
+                    at(&format!("seccompProfile {seccomp}"))
+                );
+                let caps = &sc["capabilities"];
+                assert!(
+                    caps["drop"]
+                        .as_array()
+                        .is_some_and(|d| d.contains(&"ALL".into())),
+                    "{}",
+                    at("capabilities.drop must hold ALL")
+                );
+                for add in caps["add"].as_array().into_iter().flatten() {
+                    assert_eq!(add, "NET_BIND_SERVICE", "{}", at("capabilities.add"));
+                }
+                for port in c["ports"].as_array().into_iter().flatten() {
+                    assert!(port["hostPort"].is_null(), "{}", at("hostPort"));
+                }
+                // Not a rule of the level, but what this example promises.
+                assert_eq!(
+                    sc["readOnlyRootFilesystem"],
+                    true,
+                    "{}",
+                    at("readOnlyRootFilesystem")
+                );
+
+                // cinit in that pod: as a non-root process it binds only
+                // above net.ipv4.ip_unprivileged_port_start (1024 unless a
+                // runtime lowers it), and keeps its own uid for --user.
+                let env = merged_env(&image.env, &k8s_env(c));
+                let mut args = vec!["--"];
+                args.extend(image.cmd.iter().map(String::as_str));
+                let p = plan(&env, &args);
+                for l in p["listen"].as_array().unwrap() {
+                    let port = l["address"]["port"].as_u64();
+                    assert!(
+                        port.is_none_or(|p| p >= 1024),
+                        "{}",
+                        at(&format!(
+                            "cinit listens on {} as non-root: below 1024 it needs a privilege the level does not grant everywhere",
+                            l["address"]
+                        ))
+                    );
+                }
+                if !p["user"].is_null() {
+                    assert_eq!(
+                        p["user"]["uid"].as_u64(),
+                        uid,
+                        "{}",
+                        at("the image's --user is not the pod's runAsUser: the non-root init could not switch")
+                    );
+                    assert_eq!(
+                        p["user"]["gid"].as_u64(),
+                        field("runAsGroup").as_u64(),
+                        "{}",
+                        at("the image's --user group is not the pod's runAsGroup")
+                    );
                 }
                 checked += 1;
             }

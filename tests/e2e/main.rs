@@ -22,6 +22,7 @@ mod memory;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
+mod privileges;
 mod readiness;
 mod resources_fixtures;
 mod resources_live;
