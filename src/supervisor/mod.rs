@@ -479,8 +479,11 @@ impl Shell<'_> {
         let mut reader = procfs::Reader::default();
         let pids: Vec<i32> = s.workers_mut().map(|w| w.pid).collect();
         // One pass over /proc (the container's, as PID 1) finds every
-        // worker's tree: far fewer reads than walking each tree.
-        let usages = reader.usage_by_scan(&pids);
+        // worker's tree: far fewer reads than walking each tree. With
+        // --user, as the workers' user: smaps_rollup needs the right to
+        // ptrace them, which root without CAP_SYS_PTRACE lacks.
+        let as_user = self.workers_ids();
+        let usages = process::with_fs_ids(as_user, || reader.usage_by_scan(&pids));
         for (w, usage) in s.workers_mut().zip(usages) {
             let Some(usage) = usage else {
                 continue;
