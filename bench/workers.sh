@@ -37,9 +37,12 @@
 # Environment: CARGO_TARGET_DIR (default target), WRK_ARGS ("-t2 -c50 -d5s"),
 # WRK_RUNS (3), WARMUP (3s), IDLE_S (10), BENCH_INSTALL (1: install without
 # asking); for the reload table: RELOAD (0; 1; only), RELOAD_WRK ("-t2 -c50"),
-# RELOAD_S (20: the window, s), RELOAD_HUP_AT (2: s into the window),
+# RELOAD_S (20: the window, s), RELOAD_RUNS (1: rounds of baseline + HUP
+# per server; medians with more), RELOAD_HUP_AT (2: s into the window),
 # RELOAD_STARTUP (5: APP_STARTUP_DELAY, s), RELOAD_SERVERS (all of
-# "cinit,gunicorn,uvicorn,uvicorn-hc30"; a subset for a quicker look).
+# "cinit,gunicorn,uvicorn,uvicorn-hc30"; a subset for a quicker look);
+# KEEP_LOGS=1 keeps the servers' logs and wrk's reports (the directory is
+# named on stderr at the end).
 set -eu
 
 say() { echo "workers-bench: $*" >&2; }
@@ -96,7 +99,11 @@ cleanup() {
             done
         done
     fi
-    rm -rf "$STATE"
+    if [ "${KEEP_LOGS:-}" = 1 ]; then
+        say "logs kept in $STATE"
+    else
+        rm -rf "$STATE"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -111,7 +118,7 @@ PEERS=$(python3 -c 'import platform
 from importlib.metadata import version
 print(", ".join(["Python " + platform.python_version()] + [p + " " + version(p) for p in ("fastapi", "uvicorn", "gunicorn")]))')
 SETTINGS="WRK_ARGS=\"${WRK_ARGS:--t2 -c50 -d5s}\" WRK_RUNS=${WRK_RUNS:-3} WARMUP=${WARMUP:-3s} IDLE_S=${IDLE_S:-10}"
-RELOAD_SETTINGS="RELOAD=${RELOAD:-0} RELOAD_WRK=\"${RELOAD_WRK:--t2 -c50}\" RELOAD_S=${RELOAD_S:-20} RELOAD_HUP_AT=${RELOAD_HUP_AT:-2} RELOAD_STARTUP=${RELOAD_STARTUP:-5}${RELOAD_SERVERS:+ RELOAD_SERVERS=$RELOAD_SERVERS}"
+RELOAD_SETTINGS="RELOAD=${RELOAD:-0} RELOAD_WRK=\"${RELOAD_WRK:--t2 -c50}\" RELOAD_S=${RELOAD_S:-20} RELOAD_RUNS=${RELOAD_RUNS:-1} RELOAD_HUP_AT=${RELOAD_HUP_AT:-2} RELOAD_STARTUP=${RELOAD_STARTUP:-5}${RELOAD_SERVERS:+ RELOAD_SERVERS=$RELOAD_SERVERS}"
 case ${RELOAD:-0} in
     0) ;;
     1) SETTINGS="$SETTINGS $RELOAD_SETTINGS" ;;

@@ -49,7 +49,10 @@ seconds of lifespan startup):
   (keep-alive connections, each with one request outstanding at all
   times). The baseline window runs first, with no signal; the reload
   window follows on the same server, with one SIGHUP to the manager
-  RELOAD_HUP_AT seconds after wrk started. --timeout is the window's length
+  RELOAD_HUP_AT seconds after wrk started. RELOAD_RUNS (1) rounds of the
+  two on the same server (each round once all N workers answer again);
+  with several, the table gives the median and each round's value, and
+  the target compares the medians. --timeout is the window's length
   because wrk 4.1.0 leaves a response slower than --timeout (default 2 s)
   out of the latency figures and counts it as a "timeout" error instead.
 * failed requests: the sum of what wrk 4.1.0 reports. Socket errors:
@@ -92,6 +95,7 @@ WARMUP = os.environ.get("WARMUP", "3s")
 IDLE_S = float(os.environ.get("IDLE_S", "10"))
 RELOAD = os.environ.get("RELOAD", "0")  # 0: off; 1: after the main table; only
 RELOAD_S = int(os.environ.get("RELOAD_S", "20"))
+RELOAD_RUNS = int(os.environ.get("RELOAD_RUNS", "1"))
 RELOAD_HUP_AT = float(os.environ.get("RELOAD_HUP_AT", "2"))
 RELOAD_STARTUP = os.environ.get("RELOAD_STARTUP", "5")
 RELOAD_WRK = shlex.split(os.environ.get("RELOAD_WRK", "-t2 -c50"))
@@ -586,8 +590,9 @@ def wait_all_answer(port, proc, n, limit=60.0):
                        f"(answered: {sorted(seen)})")
 
 
-def window(port, proc, hup):
-    """One wrk window; with HUP, one SIGHUP to the manager RELOAD_HUP_AT s in."""
+def window(port, proc, hup, outpath):
+    """One wrk window; with HUP, one SIGHUP to the manager RELOAD_HUP_AT s in.
+    wrk's report is kept in OUTPATH."""
     before = serving(proc.pid, port)
     p = subprocess.Popen(
         ["wrk", *RELOAD_WRK, f"-d{RELOAD_S}s", f"--timeout={RELOAD_S}s", "--latency",
@@ -610,6 +615,8 @@ def window(port, proc, hup):
             t_gone = time.monotonic()
         time.sleep(0.05)
     out, err = p.communicate()
+    with open(outpath, "w") as f:
+        f.write(out + err)
     if p.returncode != 0:
         raise RuntimeError(f"wrk failed: {err.strip()}")
     r = parse_wrk(out)
@@ -622,8 +629,9 @@ def window(port, proc, hup):
 
 
 def reload_pair(name, argv, port, n, logpath):
-    """Start the server, wait for all N workers, warm up, then the baseline
-    window and the reload window (see the docstring)."""
+    """Start the server, wait for all N workers, warm up, then RELOAD_RUNS
+    rounds of a baseline window and a reload window (see the docstring);
+    returns one {"baseline": ..., "HUP": ...} per round."""
     proc, logf, _ = start_server(f"{name} ({n})", argv, logpath,
                                  {"APP_STARTUP_DELAY": RELOAD_STARTUP})
     try:
@@ -632,26 +640,35 @@ def reload_pair(name, argv, port, n, logpath):
         log(f"{name} ({n}): all {n} worker(s) answer; warm-up wrk 2s")
         subprocess.run(["wrk", *RELOAD_WRK, "-d2s", f"http://127.0.0.1:{port}{PATH}"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-        out = {}
-        for hup in (False, True):
-            label = "HUP" if hup else "baseline"
-            log(f"{name} ({n}): {label}: wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s"
-                + (f", SIGHUP after {RELOAD_HUP_AT:g} s" if hup else ""))
-            r = window(port, proc, hup)
-            out[label] = r
-            log(f"{name} ({n}): {label}: {r['requests']} requests, {r['failed']} failed "
-                f"(connect {r['connect']}, read {r['read']}, write {r['write']}, "
-                f"timeout {r['timeout']}, status {r['status']}), max "
-                f"{r['max_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
-                + (f"; {r['replaced']}/{r['n_before']} old workers (at most "
-                   f"{r['conns_peak']} connections on them) gone"
-                   + (f" {r['roll_s']:.2f} s after the HUP" if r["roll_s"] is not None else "")
-                   if hup else "")
-                + (f"; manager exited ({exit_text(r['manager_exit'])})"
-                   if r["manager_exit"] is not None else ""))
-            if r["manager_exit"] is not None:
-                break
-        return out
+        rounds = []
+        for i in range(RELOAD_RUNS):
+            if i:
+                # The last roll may still be under way: N workers again,
+                # each of them answering, before the next baseline.
+                wait_all_answer(port, proc, n)
+            out = {}
+            rounds.append(out)
+            for hup in (False, True):
+                label = "HUP" if hup else "baseline"
+                tag = f"{name} ({n}), round {i + 1}/{RELOAD_RUNS}, {label}"
+                log(f"{tag}: wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s"
+                    + (f", SIGHUP after {RELOAD_HUP_AT:g} s" if hup else ""))
+                r = window(port, proc, hup, f"{logpath[:-4]}-{i + 1}-{label}.wrk")
+                out[label] = r
+                log(f"{tag}: {r['requests']} requests, {r['failed']} failed "
+                    f"(connect {r['connect']}, read {r['read']}, write {r['write']}, "
+                    f"timeout {r['timeout']}, status {r['status']}), max "
+                    f"{r['max_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+                    + (f"; {r['replaced']}/{r['n_before']} old workers (at most "
+                       f"{r['conns_peak']} connections on them) gone"
+                       + (f" {r['roll_s']:.2f} s after the HUP" if r["roll_s"] is not None
+                          else "")
+                       if hup else "")
+                    + (f"; manager exited ({exit_text(r['manager_exit'])})"
+                       if r["manager_exit"] is not None else ""))
+                if r["manager_exit"] is not None:
+                    return rounds
+        return rounds
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -710,43 +727,64 @@ def reload_table():
             parts.append(f"{r['status']} status ≥ 400")
         return f"{r['failed']:,}" + (f" ({', '.join(parts)})" if parts else "")
 
-    def roll(r):
-        text = f"{r['replaced']} of {r['n_before']}"
-        if r["roll_s"] is not None:
-            text += f", the last {r['roll_s']:.1f} s after the HUP"
-        text += f"; at most {r['conns_peak']} connections on them"
-        if r["manager_exit"] is not None:
-            text += f"; the manager exited ({exit_text(r['manager_exit'])})"
+    def cell(vals, fmt):
+        """One value, or with several rounds their median and each."""
+        if len(vals) == 1:
+            return fmt(vals[0])
+        return f"{fmt(statistics.median(vals))} ({', '.join(fmt(v) for v in vals)})"
+
+    def roll(hs):
+        text = ", ".join(f"{h['replaced']} of {h['n_before']}" for h in hs)
+        times = [f"{h['roll_s']:.1f}" if h["roll_s"] is not None else "–" for h in hs]
+        if any(h["roll_s"] is not None for h in hs):
+            text += f"; the last {', '.join(times)} s after the HUP"
+        text += (f"; at most {', '.join(str(h['conns_peak']) for h in hs)} "
+                 "connections on them")
+        for h in hs:
+            if h["manager_exit"] is not None:
+                text += f"; the manager exited ({exit_text(h['manager_exit'])})"
         return text
 
-    print(f"| server | workers | window (wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s) "
+    def f1(x):
+        return f"{x:.1f}"
+
+    runs = f", {RELOAD_RUNS} rounds: median (each)" if RELOAD_RUNS > 1 else ""
+    print(f"| server | workers | window (wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s{runs}) "
           "| requests | failed requests | max latency, ms | p99, ms "
           "| old workers gone by the window's end |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
-    for name, n, res in rows:
-        b = res["baseline"]
-        print(f"| {name} | {n} | baseline | {b['requests']:,} | {failed(b)} "
-              f"| {b['max_ms']:.1f} | {b['p99_ms']:.1f} | – |")
-        h = res.get("HUP")
-        if h is None:
+    verdicts = []
+    for name, n, rounds in rows:
+        bs = [x["baseline"] for x in rounds]
+        hs = [x["HUP"] for x in rounds if "HUP" in x]
+        print(f"| {name} | {n} | baseline | {cell([b['requests'] for b in bs], '{:,.0f}'.format)} "
+              f"| {'; '.join(failed(b) for b in bs)} "
+              f"| {cell([b['max_ms'] for b in bs], f1)} "
+              f"| {cell([b['p99_ms'] for b in bs], f1)} | – |")
+        if not hs:
             print(f"| {name} | {n} | HUP | – | – | – | – | "
                   f"the manager exited during the baseline |")
             continue
-        print(f"| {name} | {n} | HUP at {RELOAD_HUP_AT:g} s | {h['requests']:,} "
-              f"| {failed(h)} | {h['max_ms']:.1f} ({h['max_ms'] - b['max_ms']:+.1f}) "
-              f"| {h['p99_ms']:.1f} | {roll(h)} |")
+        b_max = statistics.median(b["max_ms"] for b in bs)
+        h_max = statistics.median(h["max_ms"] for h in hs)
+        print(f"| {name} | {n} | HUP at {RELOAD_HUP_AT:g} s "
+              f"| {cell([h['requests'] for h in hs], '{:,.0f}'.format)} "
+              f"| {'; '.join(failed(h) for h in hs)} "
+              f"| {cell([h['max_ms'] for h in hs], f1)} [{h_max - b_max:+.1f}] "
+              f"| {cell([h['p99_ms'] for h in hs], f1)} | {roll(hs)} |")
+        if name == "cinit":
+            ok = (all(h["failed"] == 0 and h["replaced"] == h["n_before"] for h in hs)
+                  and len(hs) == len(bs) and h_max - b_max <= 50)
+            verdicts.append(
+                f"Target (cinit, {n} worker{'s' if n > 1 else ''}: 0 failed requests, "
+                f"max latency within 50 ms of the baseline's, every worker replaced): "
+                f"{'**met**' if ok else '**missed**'}: "
+                f"{', '.join(str(h['failed']) for h in hs)} failed, max {h_max:.1f} vs "
+                f"{b_max:.1f} ms ({h_max - b_max:+.1f}), "
+                f"{', '.join(str(h['replaced']) for h in hs)} of {n} replaced.  ")
     print()
-    for name, n, res in rows:
-        if name != "cinit" or "HUP" not in res:
-            continue
-        b, h = res["baseline"], res["HUP"]
-        ok = (h["failed"] == 0 and h["max_ms"] - b["max_ms"] <= 50
-              and h["replaced"] == h["n_before"])
-        print(f"Target (cinit, {n} worker{'s' if n > 1 else ''}: 0 failed requests, max "
-              f"latency within 50 ms of the baseline, every worker replaced): "
-              f"{'**met**' if ok else '**missed**'}: {h['failed']} failed, max "
-              f"{h['max_ms']:.1f} vs {b['max_ms']:.1f} ms ({h['max_ms'] - b['max_ms']:+.1f}), "
-              f"{h['replaced']} of {h['n_before']} replaced.  ")
+    for v in verdicts:
+        print(v)
 
 
 # ---------------------------------------------------------------- main
