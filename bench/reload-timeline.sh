@@ -14,30 +14,42 @@
 # response(), so each response's latency is known and when its request was
 # sent; one SIGHUP goes to the init HUP_AT seconds in. Prints, per 0.5 s of
 # request send time (0 = the HUP): requests, p50, p99 and max latency;
-# cinit's events where they fall; the slowest requests; wrk's summary; and
-# the TCP counters from the HUP until the last old worker has exited
+# cinit's events where they fall; the slowest requests; wrk's summary; how
+# wrk's connections are spread over the workers after the roll; the init's
+# own CPU time over the roll; and the TCP counters from the HUP until the last old worker has exited
 # (TcpExtTCPAbortOnClose: a socket closed with unread data, a RST sent;
 # TcpExtTCPAbortOnData: data came for a socket already closed, a RST sent).
 #
-# Usage (root, from the repository root, after `bash .ci/release`):
-#     bench/reload-timeline.sh
+# Prints bench/header.sh's header first; builds the shipped binary with
+# `bash .ci/release`; installs nothing. Usage (root):
+#     bash bench/reload-timeline.sh
 # Environment: N (1 worker), C (50 connections), D (16 s), HUP_AT (2 s),
-# NOHUP=1 (the same window without the signal), STARTUP (5 s),
+# NOHUP=1 (the same window without the signal; the counters then run to
+# wrk's end and include its own resets), STARTUP (5 s),
 # CARGO_TARGET_DIR. Needs wrk, python3 with examples/fastapi's requirements,
-# unshare and nstat (iproute2). Kills what it started.
+# unshare, nstat and ss (iproute2). Kills what it started.
 set -eu
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
 N=${N:-1} C=${C:-50} D=${D:-16} HUP_AT=${HUP_AT:-2} STARTUP=${STARTUP:-5}
 INIT=$(pwd)/${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/init
-[ -x "$INIT" ] || { echo "reload-timeline: $INIT missing: bash .ci/release" >&2; exit 1; }
-for c in wrk unshare nstat python3; do
-    command -v $c >/dev/null || { echo "reload-timeline: needs $c" >&2; exit 1; }
-done
 PYBIN=$(python3 -c 'import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))')
 
 if [ "${RELOAD_TIMELINE_INNER:-}" != 1 ]; then
-    exec env RELOAD_TIMELINE_INNER=1 unshare --net "$SELF" "$@"
+    for c in wrk unshare nstat ss python3; do
+        command -v $c >/dev/null || { echo "reload-timeline: needs $c" >&2; exit 1; }
+    done
+    python3 -c 'import fastapi, uvicorn' 2>/dev/null ||
+        { echo "reload-timeline: needs examples/fastapi/requirements.txt (pip)" >&2; exit 1; }
+    echo "reload-timeline: building the shipped binary: bash .ci/release" >&2
+    bash .ci/release >&2 || { echo "reload-timeline: bash .ci/release failed" >&2; exit 1; }
+    . bench/header.sh
+    bench_header "bash bench/reload-timeline.sh" "N=$N C=$C D=$D HUP_AT=$HUP_AT STARTUP=$STARTUP${NOHUP:+ NOHUP=$NOHUP}" \
+        "$INIT" "$(python3 -c 'import platform
+from importlib.metadata import version
+print(", ".join(["Python " + platform.python_version()] + [p + " " + version(p) for p in ("fastapi", "uvicorn")]))'), $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    echo
+    exec env RELOAD_TIMELINE_INNER=1 unshare --net sh "$SELF" "$@"
 fi
 
 ip link set lo up
@@ -85,7 +97,7 @@ EOF
 IPID=$!
 URL="http://127.0.0.1:8000/items/5?q=somequery"
 i=0
-until [ "$(grep -c '"event":"all_ready"' "$STATE/cinit.log")" -ge 1 ]; do
+until grep -q '"event":"all_ready"' "$STATE/cinit.log" 2>/dev/null; do
     i=$((i + 1)); [ $i -lt 600 ] || { echo "reload-timeline: not ready in 60 s" >&2; exit 1; }
     sleep 0.1
 done
@@ -97,19 +109,24 @@ sleep "$HUP_AT"
 # exited (or wrk ends): not over wrk's own exit, which resets connections
 # that still have a response in flight.
 nstat -n
+cpu() { awk '{ print $14 + $15 }' /proc/"$IPID"/stat; }  # utime + stime, clock ticks
+CPU0=$(cpu)
 date +%s.%N > "$STATE/t_hup"
 [ "${NOHUP:-}" = 1 ] || kill -HUP "$IPID"
 while kill -0 "$WPID" 2>/dev/null &&
-    [ "$(grep -c '"event":"retired"' "$STATE/cinit.log")" -lt "$N" ]; do
+    [ "$(grep -c '"event":"retired"' "$STATE/cinit.log" 2>/dev/null)" -lt "$N" ]; do
     sleep 0.05
 done
 nstat -s TcpExtTCPAbortOnClose TcpExtTCPAbortOnData TcpOutRsts > "$STATE/nstat"
 date +%s.%N > "$STATE/t_nstat"
+echo $(($(cpu) - CPU0)) > "$STATE/cpu"
 # How wrk's connections are spread over the workers once the roll is over
 # (wrk reconnects after each error; the workers' accept loops share them out).
 sleep 0.5
-ss -tnpH state established "( sport = :8000 )" 2>/dev/null |
-    grep -o 'pid=[0-9]*' | sort | uniq -c | awk '{ printf "%s%s", sep, $1; sep = "/" } END { print "" }' > "$STATE/split"
+ss -tnpH state established "( sport = :8000 )" 2>/dev/null | grep -o 'pid=[0-9]*' > "$STATE/conns" || true
+for w in $(cat /proc/"$IPID"/task/*/children); do
+    grep -c "^pid=$w\$" "$STATE/conns" || true
+done | sort -rn | paste -sd/ > "$STATE/split"
 wait "$WPID"
 kill -TERM "$IPID"; wait "$IPID" || true
 
@@ -148,6 +165,7 @@ print("slowest: " + ", ".join(f"{l:.1f} ms sent at {s:+.2f} s" for s, l in slow)
 EOF
 grep -E "Latency |requests in|Socket errors|Non-2xx" "$STATE/wrk.out" || true
 echo "wrk's connections per worker 0.5 s after the roll: $(cat "$STATE/split")"
+echo "the init's own CPU time over the roll: $(cat "$STATE/cpu") clock ticks of 1/$(getconf CLK_TCK) s"
 echo "TCP counters from the HUP until the last old worker had exited," \
     "$(awk -v a="$(cat "$STATE/t_hup")" -v b="$(cat "$STATE/t_nstat")" 'BEGIN { printf "%.1f", b - a }') s" \
     "(this namespace only; AbortOnClose: closed with unread data, AbortOnData: data came after the close):"
