@@ -97,6 +97,48 @@ pub fn listen_addr(text: &str) {
     }
 }
 
+/// `--user` and `--socket-owner` SPEC resolved against `/etc/passwd` and
+/// `/etc/group` texts (any bytes), for a root init and for a non-root one;
+/// a resolved identity must keep what `users` promises. Panics only when
+/// a promise is broken.
+pub fn user_db(passwd: &[u8], group: &[u8], spec: &str) {
+    use crate::users::{self, Accounts, Credentials, MAX_GROUPS};
+    let db = Accounts::from_text(Some(passwd), Some(group));
+    let none = Accounts::from_text(None, None);
+    let inits = [
+        Credentials::ROOT,
+        Credentials {
+            uid: 1000,
+            gid: 1000,
+        },
+    ];
+    if let Ok(spec) = vocab::parse_user(spec) {
+        for (db, init) in [(&db, inits[0]), (&db, inits[1]), (&none, inits[0])] {
+            let Ok(r) = users::resolve(&spec, db, init) else {
+                continue;
+            };
+            let id = r.identity;
+            assert!(id.uid <= vocab::MAX_ID && id.gid <= vocab::MAX_ID, "{id:?}");
+            assert!(id.groups.len() <= MAX_GROUPS);
+            let mut sorted = id.groups.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), id.groups.len(), "a group twice: {id:?}");
+            if spec.group.is_some() {
+                assert!(id.groups.is_empty(), "a group given leaves none: {id:?}");
+            }
+            assert!(!id.home.is_empty());
+            assert_eq!(id.switch, init.uid == 0, "{id:?} for {init:?}");
+            let _ = id.describe();
+        }
+    }
+    if let Ok(owner) = vocab::parse_owner(spec) {
+        for init in inits {
+            let _ = users::resolve_owner(&owner, &db, init);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +165,8 @@ mod tests {
             durations_and_sizes(text);
             wait_target(text);
             listen_addr(text);
+            user_db(text.as_bytes(), text.as_bytes(), text);
+            user_db(b"app:x:1:1::/:\nroot:x:0:0::/root:", text.as_bytes(), "app");
         }
     }
 }

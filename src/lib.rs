@@ -27,6 +27,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod listeners;
 pub mod log;
+pub mod memory;
 pub mod notify;
 pub mod plan;
 pub mod prestart;
@@ -37,6 +38,7 @@ pub mod resources;
 pub mod signals;
 pub mod sizing;
 pub mod supervisor;
+pub mod users;
 pub mod vocab;
 
 use std::ffi::OsString;
@@ -68,7 +70,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args = config::parse_args(args).map_err(Error::Usage)?;
-    let config = config::resolve(&args, &config::ProcessEnv)?;
+    let config = config::resolve(&args, &config::ProcessEnv::read())?;
     log::init(config.log_format);
     for w in &config.warnings {
         log::warn(&format!("warning: {w}"));
@@ -84,6 +86,15 @@ where
             plan.to_text()
         };
         return print_plan(&out);
+    }
+    // What the dry run shows as warnings, a real run says too; those of
+    // the configuration, which the plan repeats, were said above.
+    for w in plan
+        .warnings
+        .iter()
+        .filter(|w| !config.warnings.contains(w))
+    {
+        log::warn(&format!("warning: {w}"));
     }
     log::set_quiet(plan.mode == plan::Mode::Plain);
     supervisor::run(plan)

@@ -73,9 +73,14 @@ fn format() -> LogFormat {
     *FORMAT.get().unwrap_or(&LogFormat::Text)
 }
 
+/// Whether a line of `level` is written at all.
+pub fn enabled(level: Level) -> bool {
+    !(level == Level::Info && *QUIET.get().unwrap_or(&false))
+}
+
 /// Logs `event` with a human message and machine fields.
 pub fn event(level: Level, event: &str, message: &str, fields: &[(&str, Value)]) {
-    if level == Level::Info && *QUIET.get().unwrap_or(&false) {
+    if !enabled(level) {
         return;
     }
     let line = render(format(), level, event, message, fields);

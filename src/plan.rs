@@ -19,11 +19,11 @@ use serde::Serialize;
 use crate::config::{Config, Step};
 use crate::resources::{self, HostFacts, Resources};
 use crate::sizing::{self, Sizing, SizingInput};
-use crate::vocab::ReadyMode;
 use crate::vocab::{format_bytes, format_duration, serialize_secs as secs};
 use crate::vocab::{
-    format_number, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
+    format_number, Amount, ListenAddr, LogFormat, RestartPolicy, Signal, SignalRule, Workers,
 };
+use crate::vocab::{Identity, ReadyMode, SocketPerms};
 
 /// The pre-start step: one type from the configuration to the supervisor.
 pub use crate::config::Step as StepPlan;
@@ -44,9 +44,19 @@ pub struct Plan {
     pub resources: Resources,
     pub listen: Vec<ListenPlan>,
     pub backlog: u32,
+    /// The mode and owner of the unix `--listen` socket files.
+    pub socket: SocketPerms,
     pub steps: Vec<Step>,
+    /// Who the workers (or the plain child) run as; `None`: the init's
+    /// own user.
+    pub user: Option<Identity>,
+    /// Who the pre-start commands run as.
+    pub prestart_user: Option<Identity>,
+    /// PR_SET_NO_NEW_PRIVS for every child.
+    pub no_new_privs: bool,
     pub restart: RestartPlan,
     pub ready: ReadyPlan,
+    pub memory: MemoryPlan,
     pub shutdown: ShutdownPlan,
     pub signals: SignalPlan,
     /// How orphans are collected: "pid1" or "subreaper".
@@ -107,6 +117,28 @@ pub struct ReadyPlan {
     pub timeout: Duration,
     #[serde(serialize_with = "opt_secs", rename = "watchdog_s")]
     pub watchdog: Option<Duration>,
+}
+
+/// The memory guard and OOM attribution (docs/memory.md).
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryPlan {
+    /// `--max-worker-memory`, bytes.
+    pub max_worker: Option<u64>,
+    #[serde(serialize_with = "opt_secs", rename = "max_age_s")]
+    pub max_age: Option<Duration>,
+    /// Percent added at most to `max_age`, per worker.
+    pub age_jitter: f64,
+    /// `--memory-high` in bytes (a percentage resolved against the limit).
+    pub high: Option<u64>,
+    /// The container's memory limit the guard and the OOM reports use.
+    pub limit: Option<u64>,
+    #[serde(serialize_with = "secs", rename = "interval_s")]
+    pub interval: Duration,
+    /// Whether the guard samples at all.
+    pub sampling: bool,
+    /// cgroup v2 `memory.oom.group` of the container (`None`: not v2, or
+    /// not read).
+    pub oom_group: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -216,9 +248,12 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
 
 impl Plan {
     pub fn build(config: &Config) -> Plan {
-        // The limits decide only `--workers auto`; the dry run shows them
-        // always. A plain or fixed-count run skips reading them.
-        if config.dry_run || config.workers == Some(Workers::Auto) {
+        // The limits decide `--workers auto` and a `--memory-high` given as
+        // a share of the limit (without `--memory`); the dry run shows them
+        // always. Any other run skips reading them.
+        let high_needs_limit =
+            matches!(config.memory_high, Some(Amount::Percent(_))) && config.memory.is_none();
+        if config.dry_run || config.workers == Some(Workers::Auto) || high_needs_limit {
             Plan::build_with(config, Some(&HostFacts::read(&config.root)))
         } else {
             Plan::build_with(config, None)
@@ -309,6 +344,33 @@ impl Plan {
                 "--ready listen without --listen: no socket to wait on, so every worker counts as ready only by READY=1 or fails its ready timeout".into(),
             );
         }
+        // `--memory` stands for the limit, as it does for the sizing.
+        let limit = config.memory.or(resources.memory.as_ref().map(|m| m.value));
+        let high = config.memory_high.and_then(|a| a.of(limit));
+        if config.memory_high.is_some() && high.is_none() {
+            warnings.push(
+                "--memory-high as a percentage needs a memory limit, and none was found: the container guard is off (give a size, or --memory)".into(),
+            );
+        }
+        let oom_group = host
+            .and_then(|_| crate::memory::Cgroup::find(&config.root))
+            .and_then(|c| c.oom_group());
+        if oom_group == Some(true) {
+            warnings.push(
+                "memory.oom.group is 1 (Kubernetes 1.28+): one worker's OOM kill ends every process of the container; recycle workers before the limit (--max-worker-memory, --memory-high)".into(),
+            );
+        }
+        let memory = MemoryPlan {
+            max_worker: config.max_worker_memory,
+            max_age: config.max_worker_age,
+            age_jitter: config.max_worker_age_jitter,
+            high,
+            limit,
+            interval: config.memory_interval,
+            sampling: mode == Mode::Workers
+                && (config.max_worker_memory.is_some() || high.is_some()),
+            oom_group,
+        };
         let budget = config.shutdown_delay + config.graceful_timeout;
         let pid1 = nix::unistd::getpid().as_raw() == 1;
         warnings.extend(resources.warnings.iter().cloned());
@@ -325,8 +387,13 @@ impl Plan {
             resources,
             listen,
             backlog: config.backlog,
+            socket: config.identities.socket,
             steps: config.steps.clone(),
+            user: config.identities.workers.clone(),
+            prestart_user: config.identities.prestart.clone(),
+            no_new_privs: config.no_new_privs,
             ready,
+            memory,
             restart: RestartPlan {
                 policy,
                 min_uptime: config.min_uptime,
@@ -435,10 +502,15 @@ impl Plan {
                 "listen      backlog {}, TCP_NODELAY on TCP",
                 self.backlog
             );
+            let perms = self.socket_text();
             for l in &self.listen {
+                let perms = match (&l.address, &perms) {
+                    (ListenAddr::Unix { .. }, Some(p)) => format!("; {p}"),
+                    _ => String::new(),
+                };
                 let _ = writeln!(
                     o,
-                    "  fd {}      {}  (LISTEN_FDNAMES {})",
+                    "  fd {}      {}  (LISTEN_FDNAMES {}{perms})",
                     l.fd, l.address, l.name
                 );
             }
@@ -470,6 +542,10 @@ impl Plan {
             }
         }
         let _ = writeln!(o);
+        if let Some(text) = self.user_text() {
+            let _ = writeln!(o, "{text}");
+            let _ = writeln!(o);
+        }
         let rs = &self.restart;
         let _ = writeln!(
             o,
@@ -495,6 +571,45 @@ impl Plan {
                 r.watchdog
                     .map(|w| format!("{} (WATCHDOG=1 expected)", format_duration(w)))
                     .unwrap_or_else(|| "off".into())
+            );
+        }
+        if self.mode == Mode::Workers {
+            let m = &self.memory;
+            let mut parts = Vec::new();
+            if let Some(b) = m.max_worker {
+                parts.push(format!("replace a worker above {} (PSS)", format_bytes(b)));
+            }
+            if let Some(h) = m.high {
+                parts.push(format!(
+                    "replace the largest worker when the container's working set passes {}{}",
+                    format_bytes(h),
+                    m.limit
+                        .map(|l| format!(" (of {})", format_bytes(l)))
+                        .unwrap_or_default()
+                ));
+            }
+            if m.sampling {
+                parts.push(format!("sampled every {}", format_duration(m.interval)));
+            }
+            if let Some(a) = m.max_age {
+                parts.push(format!(
+                    "replace each worker at {} plus up to {}%, one at a time",
+                    format_duration(a),
+                    format_number(m.age_jitter)
+                ));
+            }
+            let guard = if parts.is_empty() {
+                "off".to_string()
+            } else {
+                parts.join("; ")
+            };
+            let _ = writeln!(
+                o,
+                "memory      guard {guard}; OOM kills are reported as such{}",
+                match m.oom_group {
+                    Some(true) => " (memory.oom.group=1: one ends the container)",
+                    _ => "",
+                }
             );
         }
         let sd = &self.shutdown;
@@ -576,6 +691,54 @@ impl Plan {
             }
         }
         o.trim_end().to_string()
+    }
+}
+
+impl Plan {
+    /// `mode 0660, owner 0:33` for a unix socket, when either is set.
+    fn socket_text(&self) -> Option<String> {
+        let s = &self.socket;
+        let id = |n: Option<u32>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+        let mut parts = Vec::new();
+        if let Some(m) = s.mode {
+            parts.push(format!("mode {}", crate::vocab::format_mode(m)));
+        }
+        if s.uid.is_some() || s.gid.is_some() {
+            parts.push(format!("owner {}:{}", id(s.uid), id(s.gid)));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+
+    /// The `user` block: who the children run as, when anything is set.
+    fn user_text(&self) -> Option<String> {
+        if self.user.is_none() && self.prestart_user.is_none() && !self.no_new_privs {
+            return None;
+        }
+        let who = |id: &Option<Identity>| match id {
+            None => "as the init's own user".to_string(),
+            Some(id) if !id.switch => format!(
+                "as uid {}, the init's own (it is not root: the children keep its credentials)",
+                id.uid
+            ),
+            Some(id) => format!("as {}, HOME={}", id.describe(), id.home),
+        };
+        let children = match self.mode {
+            Mode::Plain => "the child runs",
+            Mode::Workers => "workers run",
+        };
+        let mut lines = vec![format!("user        {children} {}", who(&self.user))];
+        if !self.steps.is_empty() || self.prestart_user != self.user {
+            lines.push(format!(
+                "            pre-start commands run {}",
+                who(&self.prestart_user)
+            ));
+        }
+        if self.no_new_privs {
+            lines.push(
+                "            no new privileges (PR_SET_NO_NEW_PRIVS) for every child".to_string(),
+            );
+        }
+        Some(lines.join("\n"))
     }
 }
 

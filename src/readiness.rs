@@ -72,8 +72,13 @@ impl Probe {
             Err(_) => return Seen::NotYet,
         };
         for entry in dir.flatten() {
-            let Ok(target) = std::fs::read_link(entry.path()) else {
-                continue;
+            // A root init without CAP_SYS_PTRACE may list the fds (it has
+            // CAP_DAC_OVERRIDE) but not read them: that is a refusal too,
+            // not "not yet" (which would wait for the ready timeout).
+            let target = match std::fs::read_link(entry.path()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Seen::Denied,
+                Err(_) => continue,
             };
             if target.as_os_str() != "anon_inode:[eventpoll]" {
                 continue;

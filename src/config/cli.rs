@@ -20,7 +20,12 @@ signals, runs pre-start steps, sizes and supervises workers on a shared socket."
 /// The parsed command line.
 #[derive(Debug)]
 pub struct Args {
-    matches: ArgMatches,
+    /// `None` when the command line holds no option at all (`init -- cmd`,
+    /// `init cmd`): clap is not even built then, which is most of what a
+    /// plain start costs in instructions.
+    matches: Option<ArgMatches>,
+    /// The words of COMMAND when `matches` is `None`.
+    words: Vec<OsString>,
 }
 
 /// The clap command: one argument per setting that has an option, in the
@@ -66,6 +71,29 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // No option at all: everything after the program (and an optional
+    // `--`) is the command, as clap would say too.
+    match args.get(1).map(|a| a.as_encoded_bytes()) {
+        None => {
+            return Ok(Args {
+                matches: None,
+                words: Vec::new(),
+            })
+        }
+        Some(b"--") => {
+            return Ok(Args {
+                matches: None,
+                words: args[2..].to_vec(),
+            })
+        }
+        Some(first) if !first.starts_with(b"-") => {
+            return Ok(Args {
+                matches: None,
+                words: args[1..].to_vec(),
+            })
+        }
+        Some(_) => {}
+    }
     let mut cmd = command();
     let matches = cmd.try_get_matches_from_mut(args.iter().cloned())?;
     // clap takes an unknown `--flag` as the first word of COMMAND; a
@@ -83,31 +111,38 @@ where
             ));
         }
     }
-    Ok(Args { matches })
+    Ok(Args {
+        matches: Some(matches),
+        words: Vec::new(),
+    })
 }
 
 impl Args {
     /// The values of `key` typed on the command line, each with its
     /// position among the arguments; `None` when the option was not given.
     pub fn values(&self, key: &str) -> Option<Vec<(String, usize)>> {
-        if self.matches.value_source(key) != Some(ValueSource::CommandLine) {
+        let matches = self.matches.as_ref()?;
+        if matches.value_source(key) != Some(ValueSource::CommandLine) {
             return None;
         }
-        if let Ok(Some(true)) = self.matches.try_get_one::<bool>(key).map(|v| v.copied()) {
-            let at = self.matches.index_of(key).unwrap_or(0);
+        if let Ok(Some(true)) = matches.try_get_one::<bool>(key).map(|v| v.copied()) {
+            let at = matches.index_of(key).unwrap_or(0);
             return Some(vec![("true".into(), at)]);
         }
-        let values = self.matches.get_many::<String>(key)?;
-        let at = self.matches.indices_of(key)?;
+        let values = matches.get_many::<String>(key)?;
+        let at = matches.indices_of(key)?;
         Some(values.cloned().zip(at).collect())
     }
 
     /// The words of COMMAND, as given (not necessarily UTF-8).
     pub fn command(&self) -> Vec<OsString> {
-        self.matches
-            .get_many::<OsString>("command")
-            .map(|w| w.cloned().collect())
-            .unwrap_or_default()
+        match &self.matches {
+            Some(m) => m
+                .get_many::<OsString>("command")
+                .map(|w| w.cloned().collect())
+                .unwrap_or_default(),
+            None => self.words.clone(),
+        }
     }
 }
 
@@ -118,6 +153,27 @@ mod tests {
     #[test]
     fn the_command_is_valid() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn without_options_clap_is_not_needed_and_says_the_same() {
+        for argv in [
+            &["init", "--", "uvicorn", "--port", "80"][..],
+            &["init", "uvicorn", "--port", "80"],
+            &["init", "--"],
+            &["init"],
+        ] {
+            let fast = parse(argv.iter().copied()).unwrap();
+            assert!(fast.matches.is_none());
+            let mut cmd = command();
+            let m = cmd.try_get_matches_from_mut(argv.iter().copied()).unwrap();
+            let slow: Vec<OsString> = m
+                .get_many::<OsString>("command")
+                .map(|w| w.cloned().collect())
+                .unwrap_or_default();
+            assert_eq!(fast.command(), slow, "{argv:?}");
+            assert!(fast.values("workers").is_none());
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::file::{scalar_text, File, Span};
 use super::options::{self, Kind, Setting, CHILD_ENV};
 use super::words::nearest;
 use super::ConfigError;
+use crate::users::{Accounts, Credentials};
 
 /// The process environment, injectable so tests and fuzz targets never
 /// depend on the shell they run in.
@@ -30,25 +31,64 @@ pub trait Env {
     fn default_file(&self) -> Option<PathBuf> {
         None
     }
+    /// /etc/passwd and /etc/group, read when a user is named: none by
+    /// default (as FROM scratch).
+    fn accounts(&self) -> Result<Accounts, String> {
+        Ok(Accounts::from_text(None, None))
+    }
+    /// The init's own effective uid and gid: root by default.
+    fn credentials(&self) -> Credentials {
+        Credentials::ROOT
+    }
 }
 
-/// The real environment of the process.
-pub struct ProcessEnv;
+/// The real environment of the process, read once: only the variables a
+/// setting can come from (`CINIT_*`, `WEB_CONCURRENCY`) are kept.
+pub struct ProcessEnv {
+    vars: Vec<(String, String)>,
+}
+
+impl ProcessEnv {
+    pub fn read() -> ProcessEnv {
+        let vars = crate::process::sys::environ()
+            .into_iter()
+            .filter_map(|e| {
+                let e = e.to_bytes();
+                if !(e.starts_with(b"CINIT_") || e.starts_with(b"WEB_CONCURRENCY=")) {
+                    return None;
+                }
+                let text = String::from_utf8_lossy(e);
+                let (k, v) = text.split_once('=')?;
+                Some((k.to_string(), v.to_string()))
+            })
+            .collect();
+        ProcessEnv { vars }
+    }
+}
 
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
 
     fn names(&self) -> Vec<String> {
-        std::env::vars_os()
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect()
+        self.vars.iter().map(|(k, _)| k.clone()).collect()
     }
 
     fn default_file(&self) -> Option<PathBuf> {
         let p = std::path::Path::new(super::DEFAULT_FILE);
         p.exists().then(|| p.to_path_buf())
+    }
+
+    fn accounts(&self) -> Result<Accounts, String> {
+        Accounts::read(std::path::Path::new("/"))
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials::current()
     }
 }
 

@@ -24,8 +24,10 @@ use std::time::Duration;
 use thiserror::Error;
 use toml::de::DeValue;
 
+use crate::users;
 use crate::vocab::{
-    ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule, WaitTarget, Workers,
+    Amount, Identity, ListenAddr, LogFormat, ReadyMode, RestartPolicy, Signal, SignalRule,
+    SocketPerms, UserSpec, WaitTarget, Workers,
 };
 pub use cli::{parse as parse_args, Args};
 use layers::Layers;
@@ -95,9 +97,17 @@ pub struct Config {
     pub max_workers: u32,
     pub listen: Vec<ListenAddr>,
     pub backlog: u32,
+    pub socket_mode: Option<u32>,
+    pub socket_owner: Option<UserSpec>,
     pub wait_timeout: Duration,
     pub prestart_timeout: Duration,
     pub steps: Vec<Step>,
+    pub user: Option<UserSpec>,
+    pub prestart_user: Option<UserSpec>,
+    pub no_new_privs: bool,
+    /// `user`, `prestart_user` and `socket_owner` resolved against
+    /// /etc/passwd and /etc/group once, before anything runs (`users`).
+    pub identities: Identities,
     pub restart: Option<RestartPolicy>,
     pub min_uptime: Duration,
     pub backoff_max: Duration,
@@ -106,6 +116,12 @@ pub struct Config {
     pub ready_timeout: Duration,
     /// None: no watchdog.
     pub watchdog: Option<Duration>,
+    pub max_worker_memory: Option<u64>,
+    pub max_worker_age: Option<Duration>,
+    /// Percent.
+    pub max_worker_age_jitter: f64,
+    pub memory_high: Option<Amount>,
+    pub memory_interval: Duration,
     pub stop_signal: Option<Signal>,
     pub graceful_timeout: Duration,
     pub shutdown_delay: Duration,
@@ -119,6 +135,17 @@ pub struct Config {
     pub origins: BTreeMap<&'static str, String>,
     /// What was accepted but deserves a word (unknown `CINIT_` variables).
     pub warnings: Vec<String>,
+}
+
+/// Who the children run as and who owns the unix sockets, resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Identities {
+    /// The workers (and the plain child); `None`: the init's own user.
+    pub workers: Option<Identity>,
+    /// The pre-start commands: `--prestart-user`, else `--user`.
+    pub prestart: Option<Identity>,
+    /// The unix `--listen` sockets' mode and owner.
+    pub socket: SocketPerms,
 }
 
 impl Config {
@@ -205,6 +232,7 @@ pub fn resolve_with(
     c.command = command(args, file)?;
     c.warnings = layers.unknown_env();
     validate(&c)?;
+    resolve_users(&mut c, env)?;
     Ok(c)
 }
 
@@ -266,6 +294,65 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(
             "no command to run: give one after the options (init [OPTIONS] -- COMMAND [ARG]...) or as `command` in the config file".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Resolves `--user`, `--prestart-user` and `--socket-owner` against
+/// /etc/passwd and /etc/group, read here and only when one is given.
+///
+/// This is configuration time, not plan time or spawn time, on purpose:
+/// an unknown user is a bad value like any other, reported with where it
+/// came from (exit 2, the dry run included) before anything runs; and the
+/// identity is fixed once for the init's life, so a worker restarted a
+/// week later runs as the same uid, gid and groups even if /etc/passwd
+/// was edited or became unreadable since (the child between fork and exec
+/// could not read a file anyway).
+fn resolve_users(c: &mut Config, env: &dyn Env) -> Result<(), ConfigError> {
+    let has_unix = c
+        .listen
+        .iter()
+        .any(|a| matches!(a, ListenAddr::Unix { .. }));
+    if (c.socket_mode.is_some() || c.socket_owner.is_some()) && !has_unix {
+        c.warnings.push(
+            "--socket-mode and --socket-owner apply to unix --listen sockets, and none is given"
+                .into(),
+        );
+    }
+    c.identities.socket.mode = c.socket_mode;
+    if c.user.is_none() && c.prestart_user.is_none() && c.socket_owner.is_none() {
+        return Ok(());
+    }
+    let origin = |c: &Config, key: &str| c.origin(key).unwrap_or(key).to_string();
+    let value_error = |origin: String, message: String| ConfigError::Value { origin, message };
+    let accounts = env.accounts().map_err(|m| {
+        let key = ["user", "prestart_user", "socket_owner"]
+            .into_iter()
+            .find(|k| c.origin(k).is_some())
+            .unwrap_or("user");
+        value_error(origin(c, key), m)
+    })?;
+    let init = env.credentials();
+    let resolve = |c: &mut Config, key: &str, spec: &UserSpec| {
+        users::resolve(spec, &accounts, init)
+            .map(|r| {
+                c.warnings.extend(r.warnings);
+                r.identity
+            })
+            .map_err(|m| value_error(origin(c, key), m))
+    };
+    if let Some(spec) = c.user.clone() {
+        c.identities.workers = Some(resolve(c, "user", &spec)?);
+    }
+    c.identities.prestart = match c.prestart_user.clone() {
+        Some(spec) => Some(resolve(c, "prestart_user", &spec)?),
+        None => c.identities.workers.clone(),
+    };
+    if let Some(spec) = &c.socket_owner {
+        let (uid, gid) = users::resolve_owner(spec, &accounts, init)
+            .map_err(|m| value_error(origin(c, "socket_owner"), m))?;
+        c.identities.socket.uid = uid;
+        c.identities.socket.gid = gid;
     }
     Ok(())
 }

@@ -19,9 +19,10 @@ use super::steps::Step;
 use super::words::split_command;
 use super::Config;
 use crate::vocab::{
-    self, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration, parse_f64,
-    parse_log_format, parse_ready, parse_restart, parse_signal, parse_signal_rule, parse_workers,
-    ListenAddr, WaitTarget, MAX_LISTENERS,
+    self, parse_amount, parse_bool, parse_bytes, parse_count, parse_cpus, parse_duration,
+    parse_f64, parse_log_format, parse_mode, parse_owner, parse_percent, parse_ready,
+    parse_restart, parse_signal, parse_signal_rule, parse_user, parse_workers, ListenAddr,
+    WaitTarget, MAX_LISTENERS,
 };
 
 /// Parses one value as the user wrote it and stores it in the config; the
@@ -110,6 +111,29 @@ const BASE: Setting = Setting {
     hidden: false,
     per_program: false,
 };
+
+/// A memory threshold below 1 MiB is surely a slip (`85` for `85%`):
+/// every worker would be recycled at once, again and again.
+fn at_least_a_mib(b: u64) -> Result<u64, String> {
+    if b < 1 << 20 {
+        Err(format!(
+            "{b} bytes is less than 1 MiB: give a size like 300MiB (or, where it is allowed, a percentage like 85%)"
+        ))
+    } else {
+        Ok(b)
+    }
+}
+
+/// `off` (or `none`) for an optional setting, else the value.
+fn off_or<T>(
+    v: &str,
+    parse: impl Fn(&str) -> Result<Option<T>, String>,
+) -> Result<Option<T>, String> {
+    match v.trim() {
+        "off" | "none" => Ok(None),
+        v => parse(v),
+    }
+}
 
 /// Variables the init sets for its children. They are not settings, but
 /// a nested init (or a worker's own tools) may see them: they draw no
@@ -357,6 +381,34 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        key: "socket_mode",
+        option: Some("socket-mode"),
+        value: "MODE",
+        env: Some("CINIT_SOCKET_MODE"),
+        kind: Kind::Scalar(|c, v| {
+            c.socket_mode = Some(parse_mode(v)?);
+            Ok(())
+        }),
+        default: Default::Described("what the umask leaves of 777"),
+        help: "Unix --listen sockets: permission bits of the socket file, in octal (660)",
+        why: "A client needs write permission on the file to connect. The file is made with no permission at all and given this mode (and owner) before anyone can connect; without it the umask decides (`srwxrwxrwx` under umask 000).",
+        ..BASE
+    },
+    Setting {
+        key: "socket_owner",
+        option: Some("socket-owner"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_SOCKET_OWNER"),
+        kind: Kind::Scalar(|c, v| {
+            c.socket_owner = Some(parse_owner(v)?);
+            Ok(())
+        }),
+        default: Default::Described("the init's own user and group"),
+        help: "Unix --listen sockets: owner of the socket file, as chown takes it (USER, USER:GROUP or :GROUP; names or numbers)",
+        why: "A web server in another container (nginx as www-data) connects through a shared volume when the socket's group is its own: `--socket-owner :www-data --socket-mode 660`. Giving the file to another user needs a root init.",
+        ..BASE
+    },
+    Setting {
         key: "wait_for",
         option: Some("wait-for"),
         value: "URL",
@@ -421,6 +473,48 @@ pub static SETTINGS: &[Setting] = &[
         default: Default::Value("5m"),
         help: "Pre-start: how long one command may run",
         why: "Migrations can be slow; an unbounded step would hang the deployment silently.",
+        ..BASE
+    },
+    Setting {
+        key: "user",
+        option: Some("user"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_USER"),
+        kind: Kind::Scalar(|c, v| {
+            c.user = Some(parse_user(v)?);
+            Ok(())
+        }),
+        default: Default::Described("the init's own user"),
+        help: "Run the workers and the pre-start commands as this user (names from /etc/passwd and /etc/group, or numbers); the init keeps root to bind, signal and reap",
+        why: "Least privilege without gosu or su-exec in the image: /etc/passwd and /etc/group are read directly (no NSS), so it works FROM scratch. A name gives its gid, HOME and its /etc/group memberships; a group given replaces the gid and leaves no supplementary group; a uid without an entry gets gid 0, as with `docker --user`. Never root's groups. A non-root init can only name its own uid.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "prestart_user",
+        option: Some("prestart-user"),
+        value: "USER[:GROUP]",
+        env: Some("CINIT_PRESTART_USER"),
+        kind: Kind::Scalar(|c, v| {
+            c.prestart_user = Some(parse_user(v)?);
+            Ok(())
+        }),
+        default: Default::Described("--user"),
+        help: "Run the pre-start commands as this user instead (0 keeps a root init's root for them)",
+        why: "A migration may need what the workers must not have (a root-only secret, a chown of a volume); `--prestart-user 0` runs the steps as root while the workers run as --user.",
+        ..BASE
+    },
+    Setting {
+        key: "no_new_privs",
+        option: Some("no-new-privs"),
+        env: Some("CINIT_NO_NEW_PRIVS"),
+        kind: Kind::Switch(|c, v| {
+            c.no_new_privs = parse_bool(v)?;
+            Ok(())
+        }),
+        help: "Start every child with PR_SET_NO_NEW_PRIVS: no setuid, setgid or file capability can raise its privileges",
+        why: "Kubernetes' `allowPrivilegeEscalation: false` for the children alone, in any runtime (the init itself is unchanged). Off by default: a worker that runs `sudo` or `ping` on purpose would break.",
+        per_program: true,
         ..BASE
     },
     Setting {
@@ -576,6 +670,89 @@ pub static SETTINGS: &[Setting] = &[
         help: "How long children may take to stop before SIGKILL",
         why: "Inside `docker stop`'s 10 s, so cinit's own SIGKILL (and the stop of leftover processes) happens before Docker's. Raise it together with Kubernetes' `terminationGracePeriodSeconds` (30 s there).",
         per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_memory",
+        option: Some("max-worker-memory"),
+        value: "SIZE",
+        env: Some("CINIT_MAX_WORKER_MEMORY"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_memory = off_or(v, |v| parse_bytes(v).and_then(at_least_a_mib).map(Some))?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Memory guard: replace a worker (new one ready first) whose memory passes SIZE (PSS of its process tree)",
+        why: "Off: the right figure depends on the app. A Python worker that grows (caches, fragmentation, a leak) is recycled before the container's limit makes the kernel kill it; see docs/memory.md for how to choose it.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_age",
+        option: Some("max-worker-age"),
+        value: "DURATION",
+        env: Some("CINIT_MAX_WORKER_AGE"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_age =
+                off_or(v, |v| parse_duration(v).map(|d| (!d.is_zero()).then_some(d)))?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Replace each worker (new one ready first) once it is this old, one at a time",
+        why: "Off. The init cannot count requests (workers accept on their own), so age is its `--max-requests`: the same cure for slow leaks, but never two workers at once.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "max_worker_age_jitter",
+        option: Some("max-worker-age-jitter"),
+        value: "PERCENT",
+        env: Some("CINIT_MAX_WORKER_AGE_JITTER"),
+        kind: Kind::Scalar(|c, v| {
+            c.max_worker_age_jitter = parse_percent(v)?;
+            Ok(())
+        }),
+        default: Default::Value("10%"),
+        help: "Up to this much is added to --max-worker-age, per worker, so workers started together are not all due together",
+        why: "gunicorn's `--max-requests-jitter` idea; 10% spreads workers started at once over a tenth of their life.",
+        per_program: true,
+        ..BASE
+    },
+    Setting {
+        key: "memory_high",
+        option: Some("memory-high"),
+        value: "SIZE|PERCENT",
+        env: Some("CINIT_MEMORY_HIGH"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory_high = off_or(v, |v| {
+                match parse_amount(v)? {
+                    vocab::Amount::Bytes(b) => at_least_a_mib(b).map(vocab::Amount::Bytes),
+                    a => Ok(a),
+                }
+                .map(Some)
+            })?;
+            Ok(())
+        }),
+        default: Default::Value("off"),
+        help: "Memory guard: when the container's working set passes this (a size, or a share of its memory limit), replace the largest worker",
+        why: "Off. Leave room below the limit for a new worker to start while the old one still holds its memory (docs/memory.md: 80–90% only when workers are small next to the limit); the working set (usage minus inactive file pages) is what the kubelet counts.",
+        ..BASE
+    },
+    Setting {
+        key: "memory_interval",
+        option: Some("memory-interval"),
+        value: "DURATION",
+        env: Some("CINIT_MEMORY_INTERVAL"),
+        kind: Kind::Scalar(|c, v| {
+            c.memory_interval = match parse_duration(v)? {
+                d if d.is_zero() => return Err("must be more than 0s".into()),
+                d => d,
+            };
+            Ok(())
+        }),
+        default: Default::Value("5s"),
+        help: "How often the memory guard samples, only when --max-worker-memory or --memory-high is set",
+        why: "Reading PSS costs a walk of each worker's mappings; every 5 s is quick enough for a leak that takes minutes (pm2 samples every 30 s, uWSGI's master every 3 s), and without a guard there is no sampling at all.",
         ..BASE
     },
     Setting {

@@ -597,3 +597,104 @@ fn range_checks_name_the_origin() {
     );
     assert_eq!(e, "min_workers (5) is larger than max_workers (2)");
 }
+
+/// An environment with a user database and credentials of its own.
+struct UsersEnv {
+    vars: Vec<(&'static str, &'static str)>,
+    init: crate::users::Credentials,
+}
+
+impl Env for UsersEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        FakeEnv(self.vars.clone()).var(name)
+    }
+    fn accounts(&self) -> Result<crate::users::Accounts, String> {
+        Ok(crate::users::Accounts::from_text(
+            Some(b"root:x:0:0::/root:\napp:x:10001:10001::/home/app:\n"),
+            Some(b"web:x:33:app\n"),
+        ))
+    }
+    fn credentials(&self) -> crate::users::Credentials {
+        self.init
+    }
+}
+
+fn users(
+    args: &[&str],
+    vars: &[(&'static str, &'static str)],
+    init: crate::users::Credentials,
+) -> Result<Config, ConfigError> {
+    let a = parse_args(args.iter().copied()).expect("clap");
+    resolve(
+        &a,
+        &UsersEnv {
+            vars: vars.to_vec(),
+            init,
+        },
+    )
+}
+
+#[test]
+fn users_resolve_from_every_layer_and_errors_name_it() {
+    use crate::users::Credentials;
+    let root = Credentials::ROOT;
+    let c = users(&["init", "--", "x"], &[("CINIT_USER", "app")], root).unwrap();
+    let w = c.identities.workers.as_ref().unwrap();
+    assert_eq!(
+        (w.uid, w.gid, w.groups.as_slice()),
+        (10001, 10001, &[33][..])
+    );
+    assert_eq!(
+        c.identities.prestart, c.identities.workers,
+        "steps follow --user"
+    );
+    let c = users(
+        &["init", "--user", "app", "--prestart-user", "0", "x"],
+        &[],
+        root,
+    )
+    .unwrap();
+    assert_eq!(c.identities.prestart.as_ref().map(|p| p.uid), Some(0));
+    assert_eq!(c.identities.workers.as_ref().map(|p| p.uid), Some(10001));
+
+    let e = users(&["init", "x"], &[("CINIT_USER", "ghost")], root).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid value for environment variable CINIT_USER: no user `ghost` in /etc/passwd"
+    );
+    let f = TempFile::new("user = \"app:nogroup\"\n");
+    let e = users(&["init", "--config", f.path(), "x"], &[], root).unwrap_err();
+    assert!(
+        e.to_string().contains("key `user`") && e.to_string().contains("no group `nogroup`"),
+        "{e}"
+    );
+    // A non-root init: its own uid only.
+    let me = Credentials {
+        uid: 10001,
+        gid: 10001,
+    };
+    let c = users(&["init", "--user", "app", "x"], &[], me).unwrap();
+    assert!(!c.identities.workers.unwrap().switch);
+    let e = users(&["init", "--user", "0", "x"], &[], me).unwrap_err();
+    assert!(e.to_string().contains("not as root"), "{e}");
+    // Socket settings without a unix socket are only a warning.
+    let c = users(&["init", "--socket-mode", "600", "x"], &[], root).unwrap();
+    assert!(
+        c.warnings[0].contains("apply to unix --listen sockets"),
+        "{:?}",
+        c.warnings
+    );
+    // Nothing named: the database is not needed.
+    let c = resolve_args(&["init", "--no-new-privs", "x"], &[]).unwrap();
+    assert!(c.no_new_privs && c.identities.workers.is_none());
+}
+
+#[test]
+fn a_memory_threshold_below_a_mib_is_refused() {
+    let e = resolve_args(&["init", "--max-worker-memory", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("less than 1 MiB"), "{e}");
+    let e = resolve_args(&["init", "--memory-high", "85", "--", "x"], &[]).unwrap_err();
+    assert!(e.to_string().contains("85%"), "{e}");
+    assert!(resolve_args(&["init", "--memory-high", "85%", "--", "x"], &[]).is_ok());
+    assert!(resolve_args(&["init", "--max-worker-memory", "300MiB", "--", "x"], &[]).is_ok());
+}

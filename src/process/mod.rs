@@ -4,7 +4,9 @@
 //! This module owns the socket-activation protocol (`LISTEN_FDS`,
 //! `LISTEN_PID`, `LISTEN_FDNAMES`, sockets at fds 3, 4, ...). Children
 //! start with default signal dispositions, an empty signal mask and no fd
-//! of the init except stdio and the `--listen` sockets. Nobody here waits
+//! of the init except stdio and the `--listen` sockets; with a user, as
+//! that user with exactly its groups and its `HOME` and `USER` (as su-exec
+//! sets them), and with `no_new_privs` when asked. Nobody here waits
 //! for a child: `reaper` is the only caller of `waitpid`, also for a child
 //! whose exec failed.
 
@@ -16,6 +18,8 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::unistd::Pid;
 use thiserror::Error;
+
+use crate::vocab::Identity;
 
 /// The first fd a child receives a socket at (systemd's
 /// SD_LISTEN_FDS_START).
@@ -38,6 +42,11 @@ pub struct Spec {
     /// Variables set to the child's own pid (`WATCHDOG_PID`); `LISTEN_PID`
     /// is added by itself when `fds` is not empty.
     pub pid_vars: Vec<&'static str>,
+    /// Who the child runs as; `None` (or an identity that does not
+    /// switch): the init's own credentials.
+    pub user: Option<Identity>,
+    /// PR_SET_NO_NEW_PRIVS in the child.
+    pub no_new_privs: bool,
 }
 
 /// Why a child did not start. `exit_code` maps each to the code the init
@@ -56,6 +65,19 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
+    /// The child could not take its identity or no_new_privs before the
+    /// exec.
+    #[error(
+        "failed to start `{program}`: failed to {what}: {}{hint}",
+        errno_text(source)
+    )]
+    Setup {
+        program: String,
+        what: String,
+        hint: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("failed to start `{program}`: {reason}")]
     Other { program: String, reason: String },
 }
@@ -65,7 +87,7 @@ impl SpawnError {
         match self {
             SpawnError::NotFound { .. } => 127,
             SpawnError::NotExecutable { .. } => 126,
-            SpawnError::Fork { .. } | SpawnError::Other { .. } => 1,
+            SpawnError::Fork { .. } | SpawnError::Setup { .. } | SpawnError::Other { .. } => 1,
         }
     }
 }
@@ -91,6 +113,25 @@ const SOCKET_VARS: [&str; 4] = [
     "LISTEN_FDS_START",
 ];
 
+/// Runs `f` with `ids` (uid, gid) as the init's file-system ids, then
+/// puts its own back: a root init reading /proc of workers that switched
+/// to another uid needs to be that uid there (ptrace's access check uses
+/// the file-system ids), unless it has CAP_SYS_PTRACE. Without
+/// CAP_SETUID the switch does nothing and /proc refuses as before.
+/// `setfsuid` is per thread; the init has one.
+pub fn with_fs_ids<T>(ids: Option<(u32, u32)>, f: impl FnOnce() -> T) -> T {
+    use nix::unistd::{setfsgid, setfsuid, Gid, Uid};
+    let Some((uid, gid)) = ids else {
+        return f();
+    };
+    let old_gid = setfsgid(Gid::from_raw(gid));
+    let old_uid = setfsuid(Uid::from_raw(uid));
+    let result = f();
+    setfsuid(old_uid);
+    setfsgid(old_gid);
+    result
+}
+
 /// Starts `spec`.
 pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
     let program = spec
@@ -99,48 +140,87 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
         .map(OsString::as_os_str)
         .unwrap_or_default();
     let shown = program.to_string_lossy().into_owned();
-    let mut env: Vec<(Vec<u8>, Vec<u8>)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let k = k.as_bytes();
-            !SOCKET_VARS.iter().any(|v| v.as_bytes() == k)
-                && !spec.env.iter().any(|(ek, _)| ek.as_bytes() == k)
-        })
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
-    env.extend(
-        spec.env
-            .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
-    );
-    if !spec.fds.is_empty() {
-        env.push((
-            b"LISTEN_FDS".to_vec(),
-            spec.fds.len().to_string().into_bytes(),
-        ));
-        let names: Vec<&str> = spec.fds.iter().map(|(_, n)| n.as_str()).collect();
-        env.push((b"LISTEN_FDNAMES".to_vec(), names.join(":").into_bytes()));
-    }
-    let path_var = env
-        .iter()
-        .find(|(k, _)| k == b"PATH")
-        .map(|(_, v)| OsStr::from_bytes(v).to_os_string());
-    let path =
-        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
-    let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
+    let switch = spec.user.as_ref().filter(|u| u.switch);
     let fds: Vec<RawFd> = spec.fds.iter().map(|(fd, _)| *fd).collect();
     let mut pid_vars = spec.pid_vars.clone();
     if !fds.is_empty() {
         pid_vars.push("LISTEN_PID");
     }
-    env.retain(|(k, _)| !pid_vars.iter().any(|v| v.as_bytes() == k.as_slice()));
+    // The name of an entry `NAME=VALUE`.
+    fn name(e: &[u8]) -> &[u8] {
+        e.split(|&b| b == b'=').next().unwrap_or(e)
+    }
+    // HOME and USER describe the init's user (root): a child that
+    // switches gets its own, and no USER when its uid has no name.
+    let mut own: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut unset: Vec<&[u8]> = Vec::new();
+    if let Some(u) = switch {
+        own.push((b"HOME", u.home.as_bytes()));
+        match &u.name {
+            Some(name) => own.push((b"USER", name.as_bytes())),
+            None => unset.push(b"USER"),
+        }
+    }
+    own.retain(|(k, _)| !spec.env.iter().any(|(ek, _)| ek.as_bytes() == *k));
+    let replaced = |n: &[u8]| {
+        SOCKET_VARS.iter().any(|v| v.as_bytes() == n)
+            || pid_vars.iter().any(|v| v.as_bytes() == n)
+            || spec.env.iter().any(|(k, _)| k.as_bytes() == n)
+            || own.iter().any(|(k, _)| *k == n)
+            || unset.contains(&n)
+    };
+    let entry = |k: &[u8], v: &[u8]| {
+        let mut e = Vec::with_capacity(k.len() + v.len() + 2);
+        e.extend_from_slice(k);
+        e.push(b'=');
+        e.extend_from_slice(v);
+        e
+    };
+    let inherited: Vec<&'static std::ffi::CStr> = sys::environ()
+        .into_iter()
+        .filter(|e| !replaced(name(e.to_bytes())))
+        .collect();
+    let mut env: Vec<Vec<u8>> = own.iter().map(|(k, v)| entry(k, v)).collect();
+    env.extend(
+        spec.env
+            .iter()
+            .map(|(k, v)| entry(k.as_bytes(), v.as_bytes())),
+    );
+    if !spec.fds.is_empty() {
+        env.push(entry(b"LISTEN_FDS", spec.fds.len().to_string().as_bytes()));
+        let names: Vec<&str> = spec.fds.iter().map(|(_, n)| n.as_str()).collect();
+        env.push(entry(b"LISTEN_FDNAMES", names.join(":").as_bytes()));
+    }
+    let path_var = env
+        .iter()
+        .map(Vec::as_slice)
+        .chain(inherited.iter().map(|e| e.to_bytes()))
+        .find(|e| name(e) == b"PATH")
+        .map(|e| OsStr::from_bytes(&e[5..]).to_os_string());
+    let path =
+        sys::find_program(program, path_var.as_deref()).map_err(|e| exec_error(&shown, None, e))?;
+    let argv: Vec<&OsStr> = spec.argv.iter().map(OsString::as_os_str).collect();
+    let creds = switch.map(|u| sys::Creds {
+        uid: u.uid,
+        gid: u.gid,
+        groups: u.groups.clone(),
+    });
+    let setup = sys::Setup {
+        new_pgroup: spec.new_pgroup,
+        foreground: spec.foreground,
+        creds: creds.clone(),
+        no_new_privs: spec.no_new_privs,
+    };
     let mut prepared = sys::Prepared::new(
         path.as_os_str(),
         &argv,
-        &env,
+        sys::ChildEnv {
+            inherited: &inherited,
+            added: env,
+        },
         &fds,
         &pid_vars,
-        spec.new_pgroup,
-        spec.foreground,
+        setup,
     )
     .map_err(|e| SpawnError::Other {
         program: shown.clone(),
@@ -151,8 +231,70 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
             program: shown.clone(),
             source,
         },
-        sys::SpawnFailure::Exec(_, e) => exec_error(&shown, Some(&path), e),
+        sys::SpawnFailure::Exec(_, e) => {
+            let denied = matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM));
+            match (exec_error(&shown, Some(&path), e), &creds) {
+                // The init found the file as root; the user may not run it.
+                (SpawnError::NotExecutable { program, reason }, Some(c)) if denied => {
+                    SpawnError::NotExecutable {
+                        program,
+                        reason: format!("{reason} as uid {} gid {}", c.uid, c.gid),
+                    }
+                }
+                (e, _) => e,
+            }
+        }
+        sys::SpawnFailure::Setup(_, step, e) => setup_error(&shown, step, creds.as_ref(), e),
     })
+}
+
+/// What the child was doing when its set-up failed, and what to do about
+/// it.
+fn setup_error(
+    program: &str,
+    step: sys::ChildStep,
+    creds: Option<&sys::Creds>,
+    source: std::io::Error,
+) -> SpawnError {
+    use sys::ChildStep;
+    let (what, cap) = match (step, creds) {
+        (ChildStep::Groups, Some(c)) => (
+            format!(
+                "set the supplementary groups to [{}] (setgroups)",
+                c.groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "CAP_SETGID",
+        ),
+        (ChildStep::Gid, Some(c)) => (format!("switch to gid {} (setresgid)", c.gid), "CAP_SETGID"),
+        (ChildStep::Uid, Some(c)) => (format!("switch to uid {} (setresuid)", c.uid), "CAP_SETUID"),
+        (ChildStep::NoNewPrivs, _) => ("set no_new_privs (prctl PR_SET_NO_NEW_PRIVS)".into(), ""),
+        _ => ("set up the child".into(), ""),
+    };
+    let hint = match source.raw_os_error() {
+        Some(libc::EPERM) if !cap.is_empty() => {
+            let uid = nix::unistd::geteuid().as_raw();
+            if uid == 0 {
+                format!(
+                    "; the init is root but lacks {cap} (was the container started with --cap-drop ALL? keep SETUID and SETGID, or run the whole container as the user and leave out --user)"
+                )
+            } else {
+                format!(
+                    "; the init runs as uid {uid}: only root can switch users (run the container as the user and leave out --user)"
+                )
+            }
+        }
+        _ => String::new(),
+    };
+    SpawnError::Setup {
+        program: program.to_string(),
+        what,
+        hint,
+        source,
+    }
 }
 
 fn exec_error(program: &str, path: Option<&std::path::Path>, e: std::io::Error) -> SpawnError {

@@ -4,16 +4,19 @@
 //! `argv`, `envp` (with `LISTEN_PID=` and `WATCHDOG_PID=` slots the child
 //! fills in with its
 //! own pid, since `std::process::Command` would fix the environment before
-//! the fork), and the fds to pass. Between `fork` and `execve` the child
-//! calls only async-signal-safe functions: `setpgid`, `tcsetpgrp`,
-//! `sigaction`, `dup2`, `getpid`, `sigprocmask`, `execve`, `write`,
-//! `_exit`. An exec failure travels back to the parent through a
-//! close-on-exec pipe as the `errno` value; the failed child is then left
-//! to the reaper like any other (`waitpid` is called only by `wait_any`,
-//! which only `reaper` uses).
+//! the fork), the fds to pass and the ids to switch to. Between `fork` and
+//! `execve` the child calls only async-signal-safe functions: `setpgid`,
+//! `tcsetpgrp`, `sigaction`, `dup2`, `getpid`, the raw `setgroups`,
+//! `setresgid`, `setresuid`, `getresgid` and `getresuid` system calls (in
+//! that order: groups and gid while still root, the uid last; each checked,
+//! and the result read back), `prctl(PR_SET_NO_NEW_PRIVS)`, `sigprocmask`,
+//! `execve`, `write`, `_exit`. A failure travels back to the parent through
+//! a close-on-exec pipe as the step that failed and its `errno`; the
+//! failed child is then left to the reaper like any other (`waitpid` is
+//! called only by `wait_any`, which only `reaper` uses).
 #![allow(unsafe_code)]
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -21,6 +24,59 @@ use std::ptr;
 use std::time::Duration;
 
 use nix::unistd::Pid;
+
+/// A child's environment: `inherited`, entries of the init's own, used in
+/// place; `added`, entries `NAME=VALUE` (without their NUL).
+pub struct ChildEnv<'a> {
+    pub inherited: &'a [&'static CStr],
+    pub added: Vec<Vec<u8>>,
+}
+
+/// The ids a child switches to before it execs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    /// The supplementary groups, exactly (empty clears them).
+    pub groups: Vec<u32>,
+}
+
+/// How the child is set up between fork and exec.
+#[derive(Clone, Debug, Default)]
+pub struct Setup {
+    /// Own process group.
+    pub new_pgroup: bool,
+    /// Become the terminal's foreground process group.
+    pub foreground: bool,
+    /// Switch to these ids (the init must be root).
+    pub creds: Option<Creds>,
+    /// PR_SET_NO_NEW_PRIVS.
+    pub no_new_privs: bool,
+}
+
+/// The step of the child's set-up that failed, sent to the parent with
+/// its errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChildStep {
+    /// `dup2` of a socket, or `execve`.
+    Exec = 0,
+    Groups = 1,
+    Gid = 2,
+    Uid = 3,
+    NoNewPrivs = 4,
+}
+
+impl ChildStep {
+    fn from_raw(n: i32) -> ChildStep {
+        match n {
+            1 => ChildStep::Groups,
+            2 => ChildStep::Gid,
+            3 => ChildStep::Uid,
+            4 => ChildStep::NoNewPrivs,
+            _ => ChildStep::Exec,
+        }
+    }
+}
 
 /// A child ready to be forked: every byte it needs is already allocated.
 pub struct Prepared {
@@ -35,8 +91,7 @@ pub struct Prepared {
     /// Sockets to place at fds 3, 4, ... in the child (each at or above
     /// `listeners::HIGH_FD`, so no `dup2` clobbers another source).
     fds: Vec<RawFd>,
-    new_pgroup: bool,
-    foreground: bool,
+    setup: Setup,
 }
 
 /// Room for the decimal pid and the NUL.
@@ -49,11 +104,10 @@ impl Prepared {
     pub fn new(
         path: &OsStr,
         argv: &[&OsStr],
-        env: &[(Vec<u8>, Vec<u8>)],
+        env: ChildEnv,
         pass_fds: &[RawFd],
         pid_vars: &[&str],
-        new_pgroup: bool,
-        foreground: bool,
+        setup: Setup,
     ) -> io::Result<Prepared> {
         let cstr = |b: &[u8]| {
             CString::new(b).map_err(|_| {
@@ -68,21 +122,18 @@ impl Prepared {
         let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
         argv_ptrs.push(ptr::null());
 
-        let mut envp: Vec<Vec<u8>> = Vec::with_capacity(env.len() + 1);
-        for (k, v) in env {
-            if k.contains(&0) || v.contains(&0) || k.contains(&b'=') {
+        let ChildEnv { inherited, added } = env;
+        let mut envp = added;
+        for e in &mut envp {
+            if e.contains(&0) || e.first() == Some(&b'=') || !e.contains(&b'=') {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     "a bad environment variable",
                 ));
             }
-            let mut e = Vec::with_capacity(k.len() + v.len() + 2);
-            e.extend_from_slice(k);
-            e.push(b'=');
-            e.extend_from_slice(v);
             e.push(0);
-            envp.push(e);
         }
+        envp.reserve(pid_vars.len());
         let mut pid_slots = Vec::new();
         for name in pid_vars {
             let mut e = name.as_bytes().to_vec();
@@ -92,10 +143,10 @@ impl Prepared {
             envp.push(e);
             pid_slots.push((envp.len() - 1, prefix));
         }
-        let mut envp_ptrs: Vec<*const libc::c_char> = envp
-            .iter()
-            .map(|e| e.as_ptr() as *const libc::c_char)
-            .collect();
+        let mut envp_ptrs: Vec<*const libc::c_char> =
+            Vec::with_capacity(inherited.len() + envp.len() + 1);
+        envp_ptrs.extend(inherited.iter().map(|e| e.as_ptr()));
+        envp_ptrs.extend(envp.iter().map(|e| e.as_ptr() as *const libc::c_char));
         envp_ptrs.push(ptr::null());
         Ok(Prepared {
             path,
@@ -105,8 +156,7 @@ impl Prepared {
             envp_ptrs,
             pid_slots,
             fds: pass_fds.to_vec(),
-            new_pgroup,
-            foreground,
+            setup,
         })
     }
 
@@ -144,14 +194,16 @@ impl Prepared {
             unsafe { self.child(wr.as_raw_fd(), &pid_bufs) }
         }
         drop(wr);
-        let mut errno = [0u8; 4];
+        // The failed step and errno, 4 bytes each; nothing when the exec
+        // succeeded (the pipe closed on exec).
+        let mut report = [0u8; 8];
         let mut got = 0;
         loop {
-            match nix::unistd::read(&rd, &mut errno[got..]) {
+            match nix::unistd::read(&rd, &mut report[got..]) {
                 Ok(0) => break,
                 Ok(n) => {
                     got += n;
-                    if got == errno.len() {
+                    if got == report.len() {
                         break;
                     }
                 }
@@ -161,11 +213,16 @@ impl Prepared {
                 Err(_) => break,
             }
         }
-        if got == errno.len() {
-            return Err(SpawnFailure::Exec(
-                Pid::from_raw(pid),
-                io::Error::from_raw_os_error(i32::from_ne_bytes(errno)),
-            ));
+        if got == report.len() {
+            let word = |i: usize| {
+                i32::from_ne_bytes([report[i], report[i + 1], report[i + 2], report[i + 3]])
+            };
+            let step = ChildStep::from_raw(word(0));
+            let error = io::Error::from_raw_os_error(word(4));
+            return Err(match step {
+                ChildStep::Exec => SpawnFailure::Exec(Pid::from_raw(pid), error),
+                step => SpawnFailure::Setup(Pid::from_raw(pid), step, error),
+            });
         }
         Ok(Pid::from_raw(pid))
     }
@@ -178,10 +235,10 @@ impl Prepared {
         // SAFETY: all of these are async-signal-safe system calls on
         // memory that was allocated before the fork.
         unsafe {
-            if self.new_pgroup {
+            if self.setup.new_pgroup {
                 libc::setpgid(0, 0);
             }
-            if self.foreground {
+            if self.setup.foreground {
                 // Signals are still blocked, so SIGTTOU cannot stop us even
                 // when we are not yet the foreground group. ENOTTY/ENXIO
                 // (no controlling terminal) are fine.
@@ -205,12 +262,26 @@ impl Prepared {
             }
             for (i, &fd) in self.fds.iter().enumerate() {
                 if libc::dup2(fd, super::FIRST_FD + i as RawFd) < 0 {
-                    fail(err_fd);
+                    fail(err_fd, ChildStep::Exec);
                 }
             }
             let pid = libc::getpid() as u64;
             for &buf in pid_bufs {
                 write_decimal(buf, pid);
+            }
+            if let Some(c) = &self.setup.creds {
+                switch_ids(c, err_fd);
+            }
+            if self.setup.no_new_privs
+                && libc::prctl(
+                    libc::PR_SET_NO_NEW_PRIVS,
+                    1 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                ) != 0
+            {
+                fail(err_fd, ChildStep::NoNewPrivs);
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
@@ -220,7 +291,60 @@ impl Prepared {
                 self.argv_ptrs.as_ptr(),
                 self.envp_ptrs.as_ptr(),
             );
-            fail(err_fd)
+            fail(err_fd, ChildStep::Exec)
+        }
+    }
+}
+
+/// Switches the child to `c`: the supplementary groups and the gid while
+/// it is still root, the uid last (after it, nothing else could be
+/// changed). Raw system calls: libc's wrappers broadcast the change to
+/// every thread with signals and locks, which a forked child (one thread)
+/// neither needs nor may use. Each result is read back, so a kernel or
+/// seccomp filter that reports success without the change is caught too.
+///
+/// # Safety
+/// Only in the forked child; `c` was allocated before the fork.
+unsafe fn switch_ids(c: &Creds, err_fd: RawFd) {
+    // SAFETY: raw system calls on integers and on the groups' buffer,
+    // which was allocated before the fork and is not touched meanwhile.
+    unsafe {
+        let long = |n: u32| n as libc::c_long;
+        if libc::syscall(
+            libc::SYS_setgroups,
+            c.groups.len() as libc::c_long,
+            c.groups.as_ptr(),
+        ) != 0
+        {
+            fail(err_fd, ChildStep::Groups);
+        }
+        if libc::syscall(libc::SYS_setresgid, long(c.gid), long(c.gid), long(c.gid)) != 0 {
+            fail(err_fd, ChildStep::Gid);
+        }
+        if libc::syscall(libc::SYS_setresuid, long(c.uid), long(c.uid), long(c.uid)) != 0 {
+            fail(err_fd, ChildStep::Uid);
+        }
+        let (mut r, mut e, mut s): (libc::gid_t, libc::gid_t, libc::gid_t) = (0, 0, 0);
+        let read = libc::syscall(
+            libc::SYS_getresgid,
+            &mut r as *mut libc::gid_t,
+            &mut e as *mut libc::gid_t,
+            &mut s as *mut libc::gid_t,
+        );
+        if read != 0 || r != c.gid || e != c.gid || s != c.gid {
+            *libc::__errno_location() = libc::EPERM;
+            fail(err_fd, ChildStep::Gid);
+        }
+        let (mut r, mut e, mut s): (libc::uid_t, libc::uid_t, libc::uid_t) = (0, 0, 0);
+        let read = libc::syscall(
+            libc::SYS_getresuid,
+            &mut r as *mut libc::uid_t,
+            &mut e as *mut libc::uid_t,
+            &mut s as *mut libc::uid_t,
+        );
+        if read != 0 || r != c.uid || e != c.uid || s != c.uid {
+            *libc::__errno_location() = libc::EPERM;
+            fail(err_fd, ChildStep::Uid);
         }
     }
 }
@@ -256,6 +380,9 @@ pub enum SpawnFailure {
     /// The child exists but its `execve` failed; it exits 127 and the
     /// reaper collects it.
     Exec(Pid, io::Error),
+    /// The child exists but a step of its set-up before the exec failed
+    /// (switching ids, no_new_privs); it exits 127 likewise.
+    Setup(Pid, ChildStep, io::Error),
 }
 
 /// One child that changed state: its pid and the raw wait status.
@@ -296,15 +423,19 @@ pub fn has_children() -> bool {
     !(r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
-/// Reports errno to the parent and exits the child.
+/// Reports the failed step and errno to the parent (one write of 8
+/// bytes, far below PIPE_BUF) and exits the child.
 ///
 /// # Safety
 /// Only in the forked child.
-unsafe fn fail(err_fd: RawFd) -> ! {
-    // SAFETY: errno location, write and _exit are async-signal-safe.
+unsafe fn fail(err_fd: RawFd, step: ChildStep) -> ! {
+    // SAFETY: errno location, write and _exit are async-signal-safe; the
+    // report lives on the child's own stack.
     unsafe {
         let e = (*libc::__errno_location()).to_ne_bytes();
-        libc::write(err_fd, e.as_ptr() as *const libc::c_void, e.len());
+        let s = (step as i32).to_ne_bytes();
+        let report = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
+        libc::write(err_fd, report.as_ptr() as *const libc::c_void, report.len());
         libc::_exit(127)
     }
 }
@@ -486,6 +617,31 @@ pub fn monotonic_usec() -> u64 {
         }
         t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
     }
+}
+
+/// The init's own environment, entry by entry (`NAME=VALUE`), read in
+/// place: no copy, no allocation per variable.
+pub fn environ() -> Vec<&'static CStr> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let mut out = Vec::new();
+    // SAFETY: `environ` is the C library's NULL-terminated array of
+    // NUL-terminated strings. The init never changes its own environment
+    // (no setenv, putenv or std::env::set_var anywhere in it, and no other
+    // thread does), so the array and its strings stay valid and unchanged
+    // for the life of the process.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return out;
+        }
+        while !(*p).is_null() {
+            out.push(CStr::from_ptr(*p));
+            p = p.add(1);
+        }
+    }
+    out
 }
 
 /// The soft RLIMIT_NOFILE.

@@ -317,6 +317,20 @@ pub fn detect(root: &Path, host: &HostFacts) -> Resources {
     }
 }
 
+/// The directory of this process's own memory cgroup (the leaf of the
+/// walk, or the mount root when only that could be found) and its
+/// hierarchy: where the memory guard reads the working set and the OOM
+/// kill count. `None` when there is no memory cgroup to read.
+pub fn memory_cgroup(root: &Path) -> Option<(std::path::PathBuf, Hierarchy)> {
+    let text = std::fs::read_to_string(under(root, "/proc/self/cgroup")).ok()?;
+    let lines = mounts::parse_proc_cgroup(&text);
+    let f = File::open(under(root, "/proc/self/mountinfo")).ok()?;
+    let mounts = mounts::visible_cgroup_mounts(BufReader::new(f));
+    let l = locate::locate(root, "memory", &lines, &mounts).ok()?;
+    let first = l.levels.first()?;
+    Some((under(root, &first.dir), l.hierarchy))
+}
+
 /// The state of one detection: where to read and what went wrong.
 struct Detection<'a> {
     root: &'a Path,

@@ -134,6 +134,19 @@ pub enum Event {
         chain: Vec<Pid>,
         message: crate::notify::Message,
     },
+    /// What the memory guard asked for: each worker's memory (PSS of its
+    /// tree, bytes; `None` when it could not be read) and the container's
+    /// working set.
+    MemorySampled {
+        workers: Vec<(Pid, Option<u64>)>,
+        working_set: Option<u64>,
+    },
+    /// The container's count of OOM kills and its memory limit, read
+    /// when a child died of SIGKILL (before its `Exited`).
+    OomKills {
+        count: u64,
+        limit: Option<u64>,
+    },
     /// In the last phase, the shell found no child left; `others_alive`:
     /// as PID 1, processes that are not children (`docker exec`) remain.
     NoChildren {
@@ -211,6 +224,11 @@ pub enum Action {
     /// Look whether these starting workers wait on a `--listen` socket;
     /// answered by `Ready` (or `Unseen`) for each that does.
     CheckListening {
+        pids: Vec<Pid>,
+    },
+    /// Read these workers' memory (and the container's working set);
+    /// answered by `MemorySampled`.
+    SampleMemory {
         pids: Vec<Pid>,
     },
     /// Tell whoever started the init (its own NOTIFY_SOCKET).

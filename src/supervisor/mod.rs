@@ -110,6 +110,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             },
             probe: readiness::Probe::default(),
             answers: Vec::new(),
+            memory_cgroup: None,
             foreground: plan.mode == Mode::Plain
                 && nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
             terminal_step: None,
@@ -152,8 +153,14 @@ pub fn settings(plan: &Plan, pid1: bool) -> Settings {
             ready: plan.ready.mode,
             ready_timeout: plan.ready.timeout,
             watchdog: plan.ready.watchdog,
+            max_memory: plan.memory.max_worker,
+            max_age: plan.memory.max_age,
+            age_jitter: plan.memory.age_jitter,
         }],
         scale_program: 0,
+        memory_high: plan.memory.high,
+        memory_interval: plan.memory.interval,
+        memory_limit: plan.memory.limit,
     }
 }
 
@@ -186,6 +193,8 @@ struct Shell<'a> {
     probe: readiness::Probe,
     /// Events an action produced beyond its one answer.
     answers: Vec<Event>,
+    /// The init's memory cgroup, once looked for.
+    memory_cgroup: Option<Option<crate::memory::Cgroup>>,
     pid1: bool,
     /// Plain mode on a terminal: the child becomes its foreground group.
     foreground: bool,
@@ -298,7 +307,7 @@ impl Shell<'_> {
                     if received.signal == Signal::CHLD {
                         reaper::reap()
                             .into_iter()
-                            .map(|(pid, status)| self.reaped(pid, status))
+                            .flat_map(|(pid, status)| self.reaped(pid, status))
                             .collect()
                     } else {
                         vec![Event::Signal(received.signal)]
@@ -327,9 +336,34 @@ impl Shell<'_> {
         }
     }
 
-    /// A reaped status as an event; the terminal goes back to the init
-    /// when the pre-start command that had it ends.
-    fn reaped(&mut self, pid: Pid, status: Status) -> Event {
+    /// The init's memory cgroup, found the first time it is needed (a
+    /// run without the memory guard and without an OOM kill reads none of
+    /// its files).
+    fn cgroup(&mut self) -> Option<&crate::memory::Cgroup> {
+        if self.memory_cgroup.is_none() {
+            self.memory_cgroup = Some(crate::memory::Cgroup::find(std::path::Path::new("/")));
+        }
+        self.memory_cgroup.as_ref().and_then(Option::as_ref)
+    }
+
+    /// A reaped status as events: a death by SIGKILL comes with the
+    /// cgroup's OOM kill count first (was it the kernel?); the terminal
+    /// goes back to the init when the pre-start command that had it ends.
+    fn reaped(&mut self, pid: Pid, status: Status) -> Vec<Event> {
+        let mut out = Vec::new();
+        if status == Status::Signaled(Signal::KILL) && self.plan.mode == Mode::Workers {
+            if let Some(c) = self.cgroup() {
+                if let Some(count) = c.oom_kills() {
+                    let limit = c.limit();
+                    out.push(Event::OomKills { count, limit });
+                }
+            }
+        }
+        out.push(self.reaped_one(pid, status));
+        out
+    }
+
+    fn reaped_one(&mut self, pid: Pid, status: Status) -> Event {
         match status {
             Status::Stopped(signal) => Event::Stopped { pid, signal },
             status => {
@@ -374,6 +408,8 @@ impl Shell<'_> {
                     argv,
                     new_pgroup: true,
                     foreground: terminal,
+                    user: self.plan.prestart_user.clone(),
+                    no_new_privs: self.plan.no_new_privs,
                     ..Default::default()
                 };
                 Some(match process::spawn(&spec) {
@@ -416,7 +452,7 @@ impl Shell<'_> {
             Action::ListDir { path } => Some(Event::DirListed(executables(&path))),
             Action::Bind => {
                 let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
-                self.sockets = listeners::bind_all(&addrs, self.plan.backlog)?;
+                self.sockets = listeners::bind_all(&addrs, self.plan.backlog, &self.plan.socket)?;
                 let fds: Vec<RawFd> = self.sockets.iter().map(Listener::raw_fd).collect();
                 self.probe = readiness::Probe::new(&fds);
                 for (i, l) in self.sockets.iter().enumerate() {
@@ -463,14 +499,32 @@ impl Shell<'_> {
             Action::CheckListening { pids } => {
                 // At most one answer per pid; the rest wait for the next
                 // look (the machine asks again while any still starts).
+                let as_user = self.workers_ids();
                 for pid in pids {
-                    match self.probe.check(pid.as_raw()) {
+                    match process::with_fs_ids(as_user, || self.probe.check(pid.as_raw())) {
                         readiness::Seen::Listening => self.answers.push(Event::Ready { pid }),
                         readiness::Seen::Denied => self.answers.push(Event::Unseen { pid }),
                         readiness::Seen::NotYet => {}
                     }
                 }
                 None
+            }
+            Action::SampleMemory { pids } => {
+                let as_user = self.workers_ids();
+                let workers = pids
+                    .into_iter()
+                    .map(|pid| {
+                        let bytes = process::with_fs_ids(as_user, || {
+                            crate::memory::tree_memory(pid.as_raw())
+                        });
+                        (pid, bytes)
+                    })
+                    .collect();
+                let working_set = self.cgroup().and_then(|c| c.working_set());
+                Some(Event::MemorySampled {
+                    workers,
+                    working_set,
+                })
             }
             Action::Upstream(u) => {
                 if let Some(up) = &self.upstream {
@@ -488,6 +542,15 @@ impl Shell<'_> {
             }
             Action::Exit(_) => None,
         })
+    }
+
+    /// The workers' uid and gid when they switched to another user:
+    /// their /proc files (fds, smaps_rollup) open only to that uid or to
+    /// CAP_SYS_PTRACE, which Docker does not grant, so the init reads them
+    /// with these as its file-system ids.
+    fn workers_ids(&self) -> Option<(u32, u32)> {
+        let u = self.plan.user.as_ref().filter(|u| u.switch)?;
+        Some((u.uid, u.gid))
     }
 
     fn worker_spec(&self, slot: SlotId, workers: u32) -> process::Spec {
@@ -515,6 +578,8 @@ impl Shell<'_> {
             new_pgroup: true,
             foreground: self.foreground,
             pid_vars,
+            user: self.plan.user.clone(),
+            no_new_privs: self.plan.no_new_privs,
         }
     }
 

@@ -147,6 +147,28 @@ pub enum Report {
         after: Duration,
         how: &'static str,
     },
+    /// The memory guard or the age limit asks for a new worker.
+    Recycle {
+        who: Who,
+        pid: Pid,
+        reason: Why,
+        /// The figures that triggered it, in words.
+        detail: String,
+    },
+    RecycleFailed {
+        who: Who,
+        reason: Why,
+        why: String,
+        retry_in: Duration,
+    },
+    /// Killed by the kernel's OOM killer (SIGKILL from no one in the init,
+    /// while the cgroup's oom_kill count rose).
+    OomKilled {
+        who: Who,
+        pid: Pid,
+        limit: Option<u64>,
+        last: Option<u64>,
+    },
     NotReady {
         who: Who,
         pid: Pid,
@@ -302,6 +324,7 @@ impl Report {
         use Report::*;
         match self {
             SpawnFailed { .. }
+            | OomKilled { .. }
             | Hung { .. }
             | NotReady { .. }
             | CrashLoop { .. }
@@ -309,6 +332,8 @@ impl Report {
             | StepFailed { .. }
             | StepTimeout { .. } => Level::Error,
             ForkFailed { .. }
+            | Recycle { .. }
+            | RecycleFailed { .. }
             | Unseen { .. }
             | GracefulTimeout { .. }
             | LeftoversKilled
@@ -348,6 +373,9 @@ impl Report {
             Exited { .. } | Ended { .. } | TookOver { .. } => "exited",
             Replaced { .. } => "replaced",
             Ready { .. } => "ready",
+            Recycle { .. } => "recycle",
+            RecycleFailed { .. } => "recycle_failed",
+            OomKilled { .. } => "oom_killed",
             NotReady { .. } => "not_ready",
             Unseen { .. } => "readiness_unseen",
             Hung { .. } => "hung",
@@ -472,6 +500,28 @@ impl Report {
                 who_fields(&mut f, who);
                 f.push(("pid", pid.as_raw().into()));
             }
+            Recycle {
+                who, pid, reason, ..
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("reason", reason.as_str().into()));
+            }
+            RecycleFailed { who, reason, .. } => {
+                who_fields(&mut f, who);
+                f.push(("reason", reason.as_str().into()));
+            }
+            OomKilled {
+                who,
+                pid,
+                limit,
+                last,
+            } => {
+                who_fields(&mut f, who);
+                f.push(("pid", pid.as_raw().into()));
+                f.push(("limit_bytes", (*limit).into()));
+                f.push(("last_bytes", (*last).into()));
+            }
             Hung {
                 who, pid, silent, ..
             } => {
@@ -551,8 +601,12 @@ impl Report {
         f
     }
 
-    /// Writes the report as one log line.
+    /// Writes the report as one log line (nothing is built for a line
+    /// the log would drop: plain mode's info).
     pub fn log(&self) {
+        if !crate::log::enabled(self.level()) {
+            return;
+        }
         crate::log::event(
             self.level(),
             self.event(),
@@ -649,6 +703,43 @@ impl fmt::Display for Report {
                 "{who} replacement (pid {pid}) was not ready within {} (--ready-timeout); stopping it",
                 format_duration(*timeout)
             ),
+            Recycle {
+                who,
+                pid,
+                reason,
+                detail,
+            } => write!(
+                f,
+                "{who} (pid {pid}): {detail}; replacing it ({}), new worker first",
+                reason.as_str()
+            ),
+            RecycleFailed {
+                who,
+                reason,
+                why,
+                retry_in,
+            } => write!(
+                f,
+                "{who}: its replacement ({}) {why}; it keeps serving, not retried for {}",
+                reason.as_str(),
+                format_duration(*retry_in)
+            ),
+            OomKilled {
+                who,
+                pid,
+                limit,
+                last,
+            } => {
+                write!(
+                    f,
+                    "{who} (pid {pid}) was killed by the kernel OOM killer (container limit {}",
+                    limit.map(format_bytes).unwrap_or_else(|| "unknown".into()),
+                )?;
+                match last {
+                    Some(l) => write!(f, ", worker last sampled at {})", format_bytes(*l)),
+                    None => f.write_str(")"),
+                }
+            }
             Unseen { who, pid } => write!(
                 f,
                 "{who} (pid {pid}): /proc does not show its sockets (another user, no CAP_SYS_PTRACE): ready after --min-uptime instead"
@@ -674,7 +765,7 @@ impl fmt::Display for Report {
             ),
             AllReady { count } => write!(f, "ready: {count} worker(s) serving"),
             Retired { who, pid, status } => {
-                write!(f, "{who} old worker (pid {pid}) {}", status.describe())
+                write!(f, "{who}: the old worker (pid {pid}) {}", status.describe())
             }
             AllFinished => f.write_str("every worker has exited and none is restarted"),
             CrashLoop {

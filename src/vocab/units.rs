@@ -189,6 +189,44 @@ pub fn parse_f64(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A size, or a share of something larger: `300MiB`, `80%`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Amount {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Amount {
+    /// The bytes this is of `whole` (a percentage needs it).
+    pub fn of(self, whole: Option<u64>) -> Option<u64> {
+        match self {
+            Amount::Bytes(b) => Some(b),
+            Amount::Percent(p) => whole.map(|w| (w as f64 * p / 100.0) as u64),
+        }
+    }
+}
+
+/// Parses a size (`512MiB`) or a percentage (`80%`, up to 100).
+pub fn parse_amount(text: &str) -> Result<Amount, String> {
+    match text.trim().strip_suffix('%') {
+        Some(p) => parse_percent(p).map(Amount::Percent),
+        None => parse_bytes(text).map(Amount::Bytes),
+    }
+}
+
+/// Parses a percentage: `10%` or `10`, from 0 to 100.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let n = t.strip_suffix('%').unwrap_or(t).trim();
+    match n.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "`{text}` is not a percentage (use a number from 0 to 100, like 10%)"
+        )),
+    }
+}
+
 pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -239,6 +277,18 @@ mod tests {
         assert_eq!(format_bytes(512 << 20), "512 MiB");
         assert_eq!(format_bytes(3 << 29), "1.50 GiB");
         assert_eq!(format_bytes(1000), "1000 B");
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(parse_amount("80%"), Ok(Amount::Percent(80.0)));
+        assert_eq!(parse_amount("300MiB"), Ok(Amount::Bytes(300 << 20)));
+        assert!(parse_amount("180%").is_err());
+        assert!(parse_amount("%").is_err());
+        assert_eq!(Amount::Percent(50.0).of(Some(1000)), Some(500));
+        assert_eq!(Amount::Percent(50.0).of(None), None);
+        assert_eq!(parse_percent("10"), Ok(10.0));
+        assert_eq!(parse_percent("12.5%"), Ok(12.5));
     }
 
     #[test]

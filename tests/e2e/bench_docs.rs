@@ -114,6 +114,11 @@ fn every_benchmark_table_is_quoted_with_its_header() {
         1,
         "the bench/cpu-views.sh table"
     );
+    assert_eq!(
+        tables_have_headers("docs/memory.md", "Measured: `bench/memory.sh`"),
+        1,
+        "the bench/memory.sh table"
+    );
 }
 
 #[test]
@@ -146,8 +151,8 @@ fn every_bench_script_prints_the_header_and_times_the_shipped_binary() {
         );
     }
     assert_eq!(
-        scripts, 4,
-        "pid1.sh, workers.sh, cpu-views.sh, reload-timeline.sh"
+        scripts, 5,
+        "pid1.sh, workers.sh, cpu-views.sh, memory.sh, reload-timeline.sh"
     );
 }
 

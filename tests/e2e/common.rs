@@ -592,3 +592,189 @@ pub fn kill(pid: i32, sig: i32) {
 pub fn rtmin(n: i32) -> i32 {
     34 + n
 }
+
+// ---- live cgroups (v1), created by a test and removed with it --------
+
+/// This process's own directory in the v1 hierarchy of `controller`, found
+/// by the detection under test (its walk starts there).
+pub fn own_dir(controller: &str) -> Option<std::path::PathBuf> {
+    let r = cinit::resources::detect(
+        std::path::Path::new("/"),
+        &cinit::resources::HostFacts::read(std::path::Path::new("/")),
+    );
+    let w = r.walks.iter().find(|w| w.controller == controller)?;
+    if w.hierarchy != cinit::resources::Hierarchy::V1 {
+        return None;
+    }
+    Some(std::path::PathBuf::from(&w.levels.first()?.dir))
+}
+
+/// Why the live tests cannot run here, if they cannot.
+pub fn live_cgroups_unavailable() -> Option<String> {
+    // The effective uid: the second field of `Uid:` in /proc/self/status.
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2)?.parse::<u32>().ok()
+        });
+    if euid != Some(0) {
+        return Some("not root".into());
+    }
+    for c in ["cpu", "memory"] {
+        let Some(dir) = own_dir(c) else {
+            return Some(format!("no v1 {c} hierarchy found for this process"));
+        };
+        let probe = dir.join(format!("cinit-probe-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&probe) {
+            return Some(format!("{} is not writable: {e}", dir.display()));
+        }
+        let _ = std::fs::remove_dir(&probe);
+    }
+    None
+}
+
+/// Groups created by one test, removed on drop (children first).
+pub struct Groups {
+    /// In creation order: parents before children.
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Groups {
+    pub fn new() -> Groups {
+        Groups { dirs: Vec::new() }
+    }
+
+    /// Creates `parent/name-<pid>-<n>` and remembers it.
+    pub fn create(&mut self, parent: &std::path::Path, name: &str) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = parent.join(format!(
+            "cinit-test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        self.dirs.push(dir.clone());
+        dir
+    }
+}
+
+pub fn cgroup_write(dir: &std::path::Path, file: &str, value: &str) {
+    let p = dir.join(file);
+    std::fs::write(&p, value).unwrap_or_else(|e| panic!("write {value} to {}: {e}", p.display()));
+}
+
+impl Drop for Groups {
+    fn drop(&mut self) {
+        for dir in self.dirs.iter().rev() {
+            // The processes of a failed test may still be inside: move them
+            // to the hierarchy's directory of this process.
+            let home = if dir.starts_with("/sys/fs/cgroup/memory") {
+                own_dir("memory")
+            } else {
+                own_dir("cpu")
+            };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let (Ok(procs), Some(home)) = (
+                    std::fs::read_to_string(dir.join("cgroup.procs")),
+                    home.as_ref(),
+                ) {
+                    for pid in procs.split_whitespace() {
+                        let _ = std::fs::write(home.join("cgroup.procs"), pid);
+                    }
+                }
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    Err(e) if Instant::now() > deadline => {
+                        eprintln!("could not remove {}: {e}", dir.display());
+                        break;
+                    }
+                    // An exiting task leaves the group asynchronously.
+                    Err(_) => std::thread::yield_now(),
+                }
+            }
+        }
+    }
+}
+
+/// The static release `init` and `cinit-demo` for a Rust `target`
+/// (`x86_64-unknown-linux-musl`, `aarch64-unknown-linux-musl`), built once
+/// per test process into `<target dir>/static`; the directory holding
+/// them. A missing rustup target is a failure that names the command
+/// which installs it (`.ci/test` does).
+pub fn static_bins(target: &'static str) -> &'static std::path::Path {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    type Built = Result<PathBuf, String>;
+    static BUILT: OnceLock<Mutex<HashMap<&'static str, &'static Built>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let result: &'static Built = built
+        .entry(target)
+        .or_insert_with(|| Box::leak(Box::new(build_static(target))));
+    match result {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_static(target: &str) -> Result<std::path::PathBuf, String> {
+    // This test runs as <target dir>/<profile>/deps/e2e-<hash>; the static
+    // build gets its own target dir beside the profiles so that it never
+    // waits on the lock of a `cargo test` that runs us. (.ci/test builds
+    // the same beforehand, and .ci/run measures it with .ci/release.)
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let target_dir = exe
+        .ancestors()
+        .nth(3)
+        .ok_or("cannot place the static build")?;
+    let dir = target_dir.join("static");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let started = Instant::now();
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            target,
+            "--bins",
+        ])
+        .env("CARGO_TARGET_DIR", &dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("failed to run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "failed to build the static binaries for {target} (is the target installed? \
+             `rustup target add {target}`; .ci/test does it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    eprintln!(
+        "static binaries for {target} ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(dir.join(target).join("release"))
+}
+
+/// An exclusive flock on `path` (created if missing), held until drop:
+/// serialises tests of every checkout on the machine that share something
+/// outside their own process (cached Docker images, binfmt_misc).
+pub fn exclusive_lock(path: &str) -> nix::fcntl::Flock<std::fs::File> {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("lock {path}: {e}"))
+}

@@ -3,7 +3,7 @@
 //!
 //! No registry is needed: the static (musl) `init` and `cinit-demo` are
 //! built once per test process (`cargo build --release --target
-//! x86_64-unknown-linux-musl --bins` into `<target>/docker-static`) and each
+//! x86_64-unknown-linux-musl --bins` into `<target>/static`) and each
 //! test builds its own `FROM scratch` image from a generated Dockerfile.
 //! Images and containers have unique names and are removed by Drop guards,
 //! failures included. Every docker command and every wait is bounded; the
@@ -24,7 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -35,11 +35,11 @@ use serde_json::Value;
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 /// The port the demo serves on inside the containers.
-const PORT: u16 = 8000;
+pub(crate) const PORT: u16 = 8000;
 
 // ------------------------------------------------------------------ set-up
 
-fn docker_available() -> bool {
+pub(crate) fn docker_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         Command::new("docker")
@@ -56,7 +56,7 @@ fn docker_available() -> bool {
 /// `.ci/test`'s summary (`common::skip`).
 macro_rules! require_docker {
     () => {
-        if !docker_available() {
+        if !$crate::docker::docker_available() {
             crate::common::skip(
                 crate::common::Need::Docker,
                 "no Docker daemon answers `docker info`",
@@ -65,49 +65,14 @@ macro_rules! require_docker {
         }
     };
 }
+pub(crate) use require_docker;
 
-/// The directory holding the static `init` and `cinit-demo`, built once.
+/// The directory holding the static x86_64 `init` and `cinit-demo`.
 fn static_bins() -> &'static Path {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DIR.get_or_init(build_static)
-        .as_ref()
-        .unwrap_or_else(|e| panic!("{e}"))
+    crate::common::static_bins(MUSL)
 }
 
-fn build_static() -> Result<PathBuf, String> {
-    // This test runs as <target>/<profile>/deps/docker-<hash>; the static
-    // build gets its own target dir beside the profiles so that it never
-    // waits on the lock of the build that runs us.
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .ok_or("cannot place the static build")?;
-    let dir = target.join("docker-static");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let started = Instant::now();
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--target", MUSL, "--bins"])
-        .env("CARGO_TARGET_DIR", &dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("failed to run cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "failed to build the static binaries (is the musl target installed? \
-             `rustup target add {MUSL}`):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    eprintln!(
-        "static binaries ready in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(dir.join(MUSL).join("release"))
-}
-
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "{prefix}-{}-{}",
@@ -119,14 +84,22 @@ fn unique(prefix: &str) -> String {
 // ------------------------------------------------------------ docker CLI
 
 /// Runs `docker ARGS`, killing it past `timeout`.
-fn docker_within(args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new("docker")
-        .args(args)
+pub(crate) fn docker_within(args: &[&str], timeout: Duration) -> Output {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    output_within(cmd, timeout)
+}
+
+/// Runs `cmd` to its end with its output captured, killing it past
+/// `timeout`.
+pub(crate) fn output_within(mut cmd: Command, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run docker");
+        .unwrap_or_else(|e| panic!("failed to run {what}: {e}"));
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
     let out_t = std::thread::spawn(move || {
@@ -147,10 +120,7 @@ fn docker_within(args: &[&str], timeout: Duration) -> Output {
         if Instant::now() > end {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "`docker {}` did not finish within {timeout:?}",
-                args.join(" ")
-            );
+            panic!("{what} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -161,12 +131,12 @@ fn docker_within(args: &[&str], timeout: Duration) -> Output {
     }
 }
 
-fn docker(args: &[&str]) -> Output {
+pub(crate) fn docker(args: &[&str]) -> Output {
     docker_within(args, Duration::from_secs(60))
 }
 
 /// `docker ARGS`, which must succeed; its stdout.
-fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(
         out.status.success(),
@@ -198,14 +168,19 @@ fn image_lock() -> nix::fcntl::Flock<std::fs::File> {
 }
 
 /// A `FROM scratch` image with `/init` and `/cinit-demo`; removed on drop.
-struct Image {
+pub(crate) struct Image {
     tag: String,
 }
 
 impl Image {
     /// `extra` is appended to the Dockerfile (a HEALTHCHECK, say).
-    fn build(extra: &str) -> Image {
-        let bins = static_bins();
+    pub(crate) fn build(extra: &str) -> Image {
+        Image::build_from(static_bins(), None, extra)
+    }
+
+    /// The same image from the binaries in `bins`, for `platform`
+    /// (`linux/arm64`) where it is not the machine's own.
+    fn build_from(bins: &Path, platform: Option<&str>, extra: &str) -> Image {
         let ctx = TempDir::new("docker-ctx");
         for bin in ["init", "cinit-demo"] {
             std::fs::copy(bins.join(bin), ctx.0.join(bin))
@@ -223,19 +198,15 @@ impl Image {
         )
         .unwrap();
         let tag = unique("cinit-test-image");
+        let ctx_dir = ctx.0.to_string_lossy();
+        let mut args = vec!["build", "-q", "--force-rm", "-t", &tag];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        args.push(&ctx_dir);
         let out = {
             let _lock = image_lock();
-            docker_within(
-                &[
-                    "build",
-                    "-q",
-                    "--force-rm",
-                    "-t",
-                    &tag,
-                    &ctx.0.to_string_lossy(),
-                ],
-                Duration::from_secs(120),
-            )
+            docker_within(&args, Duration::from_secs(120))
         };
         assert!(
             out.status.success(),
@@ -260,27 +231,32 @@ impl Drop for Image {
 /// A process of a container as `docker top` shows it, with its pid inside
 /// the container's PID namespace (from the host's /proc/PID/status NSpid).
 #[derive(Debug, Clone)]
-struct Proc {
+pub(crate) struct Proc {
     /// The pid inside the container.
-    pid: i32,
-    stat: String,
-    args: String,
+    pub(crate) pid: i32,
+    pub(crate) stat: String,
+    pub(crate) args: String,
 }
 
 /// A container, removed (with its volumes) on drop.
-struct Container {
-    name: String,
+pub(crate) struct Container {
+    pub(crate) name: String,
 }
 
 impl Container {
     /// `docker run -d --name NAME DOCKER_ARGS IMAGE ARGS`.
-    fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
+    pub(crate) fn start(image: &Image, docker_args: &[&str], args: &[&str]) -> Container {
+        Container::start_tag(&image.tag, docker_args, args)
+    }
+
+    /// The same for an image given by its tag.
+    pub(crate) fn start_tag(tag: &str, docker_args: &[&str], args: &[&str]) -> Container {
         let c = Container {
             name: unique("cinit-test"),
         };
         let mut all = vec!["run", "-d", "--name", &c.name];
         all.extend_from_slice(docker_args);
-        all.push(&image.tag);
+        all.push(tag);
         all.extend_from_slice(args);
         docker_ok(&all);
         c
@@ -299,13 +275,13 @@ impl Container {
         (c, out)
     }
 
-    fn inspect(&self, format: &str) -> String {
+    pub(crate) fn inspect(&self, format: &str) -> String {
         docker_ok(&["inspect", "-f", format, &self.name])
             .trim()
             .to_string()
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let out = docker(&["logs", &self.name]);
         format!(
             "{}{}",
@@ -314,7 +290,7 @@ impl Container {
         )
     }
 
-    fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let end = Instant::now() + timeout;
         loop {
             let logs = self.logs();
@@ -330,7 +306,7 @@ impl Container {
 
     /// Polls `cond` until it holds; past `timeout`, fails with the
     /// container's state and logs.
-    fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
         let end = Instant::now() + timeout;
         while !cond() {
             if Instant::now() > end {
@@ -340,7 +316,7 @@ impl Container {
         }
     }
 
-    fn fail(&self, msg: &str) -> ! {
+    pub(crate) fn fail(&self, msg: &str) -> ! {
         let state = docker(&["inspect", "-f", "{{json .State}}", &self.name]);
         panic!(
             "{msg}\n{} state: {}\n--- docker logs ---\n{}",
@@ -350,19 +326,24 @@ impl Container {
         )
     }
 
-    fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.inspect("{{.State.Running}}") == "true"
     }
 
     /// Waits for the container to stop; its exit code.
-    fn exit_code(&self, timeout: Duration) -> i32 {
+    pub(crate) fn exit_code(&self, timeout: Duration) -> i32 {
         self.wait_for("the container to exit", timeout, || !self.running());
         self.inspect("{{.State.ExitCode}}").parse().unwrap()
     }
 
     /// The host port that `docker run -p 127.0.0.1::PORT` chose.
-    fn host_port(&self) -> u16 {
-        let out = docker(&["port", &self.name, &format!("{PORT}/tcp")]);
+    pub(crate) fn host_port(&self) -> u16 {
+        self.host_port_of(PORT)
+    }
+
+    /// The host port that `docker run -p 127.0.0.1::port` chose.
+    pub(crate) fn host_port_of(&self, port: u16) -> u16 {
+        let out = docker(&["port", &self.name, &format!("{port}/tcp")]);
         if !out.status.success() {
             self.fail(&format!(
                 "docker port: {}",
@@ -376,7 +357,7 @@ impl Container {
             .unwrap_or_else(|| panic!("no published port in {out:?}"))
     }
 
-    fn top(&self) -> Vec<Proc> {
+    pub(crate) fn top(&self) -> Vec<Proc> {
         let out = docker_ok(&["top", &self.name, "-eo", "pid,stat,args"]);
         out.lines()
             .skip(1)
@@ -397,7 +378,7 @@ impl Container {
 
     /// The in-container pids of the processes whose command line starts
     /// with `prefix`.
-    fn pids_of(&self, prefix: &str) -> BTreeSet<i32> {
+    pub(crate) fn pids_of(&self, prefix: &str) -> BTreeSet<i32> {
         self.top()
             .into_iter()
             .filter(|p| p.args.starts_with(prefix))
@@ -405,7 +386,7 @@ impl Container {
             .collect()
     }
 
-    fn exec(&self, args: &[&str]) -> String {
+    pub(crate) fn exec(&self, args: &[&str]) -> String {
         let mut all = vec!["exec", self.name.as_str()];
         all.extend_from_slice(args);
         let out = docker(&all);
@@ -879,6 +860,218 @@ fn healthcheck_with_probe_works_in_a_scratch_image() {
         last["ExitCode"], 1,
         "--probe exits 1 when nothing answers: {last}"
     );
+}
+
+// --------------------------------------------------- least privilege
+
+impl Container {
+    /// (uid, command line) of every process of the container.
+    fn uids(&self) -> Vec<(u32, String)> {
+        // docker top needs the pid column.
+        docker_ok(&["top", &self.name, "-eo", "pid,uid,args"])
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let _pid = w.next()?;
+                let uid = w.next()?.parse().ok()?;
+                Some((uid, w.collect::<Vec<_>>().join(" ")))
+            })
+            .collect()
+    }
+}
+
+/// The whole container unprivileged, as Kubernetes' `restricted` level
+/// runs it: uid 1000, no capability, read-only root file system, no new
+/// privileges. The FROM scratch image has no /etc/passwd: numbers only.
+/// `--user 1000:1000` is the init's own uid, so nothing is switched.
+#[test]
+fn a_fully_unprivileged_container_serves_and_stops_cleanly() {
+    require_docker!();
+    let img = Image::build("");
+    let c = Container::start(
+        &img,
+        &[
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--read-only",
+            "--security-opt",
+            "no-new-privileges",
+            "-p",
+            PUBLISH,
+            "-e",
+            LISTEN_ENV,
+        ],
+        &[
+            "--workers",
+            "2",
+            "--user",
+            "1000:1000",
+            "--no-new-privs",
+            "/cinit-demo",
+            "serve",
+        ],
+    );
+    c.wait_http(c.host_port());
+    c.wait_log("ready: 2 worker(s) serving", crate::common::PROMPT);
+    let procs = c.uids();
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    assert!(procs.iter().all(|(uid, _)| *uid == 1000), "{procs:?}");
+    let logs = c.logs();
+    assert!(!logs.contains("/proc does not show"), "{logs}");
+    assert!(logs.contains("ready (pid"), "{logs}");
+    docker_ok(&["stop", "-t", "10", &c.name]);
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{}", c.logs());
+}
+
+/// A root init (Docker's default capabilities, which do not include
+/// CAP_SYS_PTRACE) with the workers as uid 1000: only the init is root,
+/// and it still sees the workers listen.
+#[test]
+fn only_the_init_is_root_with_user() {
+    require_docker!();
+    let img = Image::build("");
+    let c = Container::start(
+        &img,
+        &["-p", PUBLISH, "-e", LISTEN_ENV],
+        &[
+            "--workers",
+            "2",
+            "--user",
+            "1000:1000",
+            "--no-new-privs",
+            "/cinit-demo",
+            "serve",
+        ],
+    );
+    c.wait_http(c.host_port());
+    c.wait_log("ready: 2 worker(s) serving", crate::common::PROMPT);
+    let procs = c.uids();
+    let root: Vec<_> = procs.iter().filter(|(uid, _)| *uid == 0).collect();
+    assert_eq!(root.len(), 1, "{procs:?}");
+    assert!(root[0].1.starts_with("/init"), "{procs:?}");
+    assert_eq!(
+        procs.iter().filter(|(uid, _)| *uid == 1000).count(),
+        2,
+        "{procs:?}"
+    );
+    let logs = c.logs();
+    assert!(!logs.contains("/proc does not show"), "{logs}");
+    docker_ok(&["stop", "-t", "10", &c.name]);
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{}", c.logs());
+
+    // Root without CAP_SETUID/CAP_SETGID cannot switch: it says so.
+    let (_c, out) = Container::run_to_end(
+        &img,
+        &["--cap-drop", "ALL"],
+        &["--user", "1000:1000", "/cinit-demo", "exit", "0"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("(setgroups): EPERM") && err.contains("lacks CAP_SETGID"),
+        "{err}"
+    );
+}
+
+// ------------------------------------------------------------ linux/arm64
+
+/// A `FROM scratch` linux/arm64 image of the aarch64 init and demo, run by
+/// this x86_64 engine through binfmt_misc (qemu-user, registered with the
+/// F flag so that it works inside the container; `qemu.rs`): the plan sees
+/// the container's limits, the planned workers answer on the shared port,
+/// and `docker stop` ends in exit 0, cinit's own clean shutdown.
+#[test]
+fn arm64_image_runs_under_emulation() {
+    require_docker!();
+    let a64 = crate::qemu::Aarch64::new();
+    match a64.binfmt() {
+        Some(b) if b.fix_binary => {}
+        other => {
+            eprintln!(
+                "\n\
+                 ########################################################\n\
+                 ## SKIPPED: the linux/arm64 Docker test needs qemu-   ##\n\
+                 ## aarch64 registered with binfmt_misc and the F flag ##\n\
+                 ## (found: {:<42}) ##\n\
+                 ########################################################\n",
+                other.map_or("none".into(), |b| format!("{} without F", b.name))
+            );
+            return;
+        }
+    }
+    let arm64 = ["--platform", "linux/arm64"];
+    let img = Image::build_from(&a64.bins, Some("linux/arm64"), "");
+    assert_eq!(
+        docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            &img.tag
+        ])
+        .trim(),
+        "linux/arm64"
+    );
+
+    let limits = ["--cpus", "1.5", "--memory", "512m"];
+    let mut args = vec!["--dry-run", "--json", "--workers", "auto", "--"];
+    args.extend(["/cinit-demo", "serve"]);
+    let (_c, out) = Container::run_to_end(&img, &[&arm64[..], &limits].concat(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("the plan is JSON");
+    assert_eq!(
+        plan["resources"]["cpus"]["value"], 1.5,
+        "{}",
+        plan["resources"]
+    );
+    assert_eq!(plan["resources"]["memory"]["value"], 512u64 << 20);
+    assert_eq!(plan["workers"]["count"], 2, "{}", plan["workers"]);
+    assert_eq!(plan["reaper"], "pid1", "the entrypoint is PID 1");
+
+    let c = Container::start(
+        &img,
+        &[&arm64[..], &limits, &["-p", PUBLISH, "-e", LISTEN_ENV]].concat(),
+        &serve_args("auto"),
+    );
+    // PID 1 is the aarch64 init, run by the emulator the kernel chose.
+    let pid = c.inspect("{{.State.Pid}}");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().contains("qemu-aarch64"),
+        "PID 1 runs under {}",
+        exe.display()
+    );
+    let port = c.host_port();
+    let mut slots = BTreeSet::new();
+    c.wait_for(
+        "both worker slots to answer",
+        crate::common::PROMPT * 3,
+        || {
+            if let Some(w) = whoami(port) {
+                assert_eq!(w["workers"], 2, "{w}");
+                slots.insert(w["worker"].as_u64().unwrap());
+            }
+            slots.len() == 2
+        },
+    );
+    let serving = c
+        .top()
+        .into_iter()
+        .filter(|p| p.pid != 1 && p.args.contains("/cinit-demo serve"))
+        .count();
+    assert_eq!(serving, 2, "the planned worker count: {:?}", c.top());
+
+    docker_within(&["stop", "-t", "30", &c.name], Duration::from_secs(60));
+    let logs = c.logs();
+    assert_eq!(c.exit_code(crate::common::PROMPT), 0, "{logs}");
+    assert!(logs.contains("exiting with code 0"), "{logs}");
 }
 
 // ------------------------------------------------------- cinit vs tini

@@ -627,6 +627,7 @@ fn require_namespaces() -> bool {
 const DOCUMENTS: &[&str] = &[
     "README.md",
     "docs/deploying.md",
+    "docs/memory.md",
     "docs/plan.md",
     "docs/prestart.md",
     "docs/sizing.md",
@@ -641,6 +642,11 @@ fn readme() {
 #[test]
 fn deploying() {
     check("docs/deploying.md");
+}
+
+#[test]
+fn memory() {
+    check("docs/memory.md");
 }
 
 #[test]

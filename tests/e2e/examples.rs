@@ -1,10 +1,11 @@
 //! The deployment examples are checked, not only written:
 //!
-//! * `Dockerfile.example` is parsed (no image can be pulled here, so it is
-//!   not built): multi-stage, JSON exec forms, COPY sources that exist and
-//!   pass its .dockerignore, CINIT_* names that `init --help` knows, and a
-//!   plan (`init --dry-run --json` with the image's environment) that agrees
-//!   with its comments and its HEALTHCHECK.
+//! * `Dockerfile.example` is parsed: multi-stage with the official base
+//!   images as ARG defaults, the init built for amd64 and arm64, JSON exec
+//!   forms, COPY sources that exist and pass the root .dockerignore,
+//!   CINIT_* names that `init --help` knows, and a plan (`init --dry-run
+//!   --json` with the image's environment) that agrees with its comments
+//!   and its HEALTHCHECK. (`example_image.rs` builds and runs it for real.)
 //! * `examples/kubernetes/*.yaml` validate offline against the Kubernetes
 //!   schemas (`kubernetes-validate --strict`, the oldest and the newest
 //!   version it bundles), and each pod's grace period covers cinit's
@@ -141,6 +142,8 @@ fn exec_form(i: &Instr, json: &str) -> Vec<String> {
 
 struct Dockerfile {
     instrs: Vec<Instr>,
+    /// The defaults of the ARGs declared before the first FROM.
+    args: BTreeMap<String, String>,
     env: Vec<(String, String)>,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
@@ -151,6 +154,15 @@ fn dockerfile() -> Dockerfile {
     let text = std::fs::read_to_string(repo().join("Dockerfile.example"))
         .expect("read Dockerfile.example");
     let instrs = parse_dockerfile(&text);
+    let args = instrs
+        .iter()
+        .take_while(|i| i.name != "FROM")
+        .filter(|i| i.name == "ARG")
+        .filter_map(|i| {
+            let (k, v) = i.args.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
     const KNOWN: &[&str] = &[
         "FROM",
         "RUN",
@@ -209,6 +221,7 @@ fn dockerfile() -> Dockerfile {
     }
     Dockerfile {
         instrs,
+        args,
         env,
         entrypoint: entrypoint.expect("the app stage has an ENTRYPOINT"),
         cmd: cmd.expect("the app stage has a CMD"),
@@ -256,8 +269,27 @@ fn port_of(url_or_addr: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {url_or_addr}"))
 }
 
+impl Dockerfile {
+    /// `${NAME}` and `$NAME` of the global ARGs replaced by their defaults.
+    fn resolve(&self, word: &str) -> String {
+        let mut out = word.to_string();
+        for (k, v) in &self.args {
+            out = out
+                .replace(&format!("${{{k}}}"), v)
+                .replace(&format!("${k}"), v);
+        }
+        out
+    }
+}
+
+/// The Rust targets the files that build releases name, in order.
+const TARGETS: [(&str, &str); 2] = [
+    ("amd64", "x86_64-unknown-linux-musl"),
+    ("arm64", "aarch64-unknown-linux-musl"),
+];
+
 #[test]
-fn dockerfile_is_multi_stage_and_builds_the_static_init() {
+fn dockerfile_is_multi_stage_and_builds_the_static_init_for_amd64_and_arm64() {
     let d = dockerfile();
     let froms: Vec<&Instr> = d.instrs.iter().filter(|i| i.name == "FROM").collect();
     assert!(froms.len() >= 2, "a build stage and an app stage");
@@ -267,42 +299,69 @@ fn dockerfile_is_multi_stage_and_builds_the_static_init() {
         "the build stage is named: FROM image AS name (got {build_stage:?})"
     );
     let stage = &build_stage[2];
+    // The bases are build arguments whose defaults are the official images.
+    assert_eq!(d.resolve(&build_stage[0]), "rust:1-slim-bookworm");
+    assert_ne!(build_stage[0], "rust:1-slim-bookworm", "a build argument");
+    let app = words(&froms[1].args)[0].clone();
+    assert_eq!(d.resolve(&app), "python:3.12-slim");
+    assert_ne!(app, "python:3.12-slim", "a build argument");
+
+    // The build stage picks the target from TARGETARCH (BuildKit), else
+    // from its own architecture (the legacy builder sets no TARGETARCH).
+    let stage_starts: Vec<usize> = (0..d.instrs.len())
+        .filter(|&n| d.instrs[n].name == "FROM")
+        .collect();
+    let build = &d.instrs[stage_starts[0]..stage_starts[1]];
     assert!(
-        words(&froms[1].args)[0].starts_with("python:") && froms[1].args.contains("slim"),
-        "the app stage is a python slim image: {}",
-        froms[1].args
+        build
+            .iter()
+            .any(|i| i.name == "ARG" && i.args == "TARGETARCH"),
+        "ARG TARGETARCH in the build stage"
     );
-    let runs: Vec<&str> = d
-        .instrs
+    let runs: Vec<&str> = build
         .iter()
         .filter(|i| i.name == "RUN")
         .map(|i| i.args.as_str())
         .collect();
-    assert!(runs
-        .iter()
-        .any(|r| r.contains("rustup target add x86_64-unknown-linux-musl")));
-    let build = "cargo build --release --locked --target x86_64-unknown-linux-musl --bin init";
-    assert!(runs.iter().any(|r| r.contains(build)), "RUN {build}");
+    let all = runs.join("\n");
+    assert!(
+        all.contains(r#"${TARGETARCH:-$(dpkg --print-architecture)}"#),
+        "TARGETARCH where it is set, the stage's architecture otherwise: {all}"
+    );
+    for (arch, target) in TARGETS {
+        assert!(
+            all.contains(&format!("{arch}) target={target} ;;")),
+            "linux/{arch} builds {target}: {all}"
+        );
+    }
+    assert!(all.contains(r#"rustup target add "$target""#), "{all}");
+    assert!(
+        all.contains(r#"cargo build --release --locked --target "$target" --bin init"#),
+        "{all}"
+    );
+    assert!(
+        all.contains(r#"cp "target/$target/release/init" /init"#),
+        "{all}"
+    );
     let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
     assert!(
         cargo.contains("name = \"init\""),
         "Cargo.toml has the init bin"
     );
+    // Both targets link on any machine (aarch64 by rust-lld), and the
+    // release script builds and measures the same two.
+    let config = std::fs::read_to_string(repo().join(".cargo/config.toml")).unwrap();
+    assert!(
+        config.contains("[target.aarch64-unknown-linux-musl]\nlinker = \"rust-lld\""),
+        "{config}"
+    );
+    let release = std::fs::read_to_string(repo().join(".ci/release")).unwrap();
+    assert!(
+        release.contains(&format!("targets=({} {})", TARGETS[0].1, TARGETS[1].1)),
+        ".ci/release builds both targets"
+    );
 
-    // The binary is copied from where that stage's build leaves it.
-    let second_from = d
-        .instrs
-        .iter()
-        .skip(1)
-        .position(|i| i.name == "FROM")
-        .unwrap()
-        + 1;
-    let workdir = d.instrs[..second_from]
-        .iter()
-        .rev()
-        .find(|i| i.name == "WORKDIR")
-        .map(|i| i.args.clone())
-        .expect("the build stage has a WORKDIR");
+    // The app stage copies the binary from where the build stage left it.
     let from_build = d
         .instrs
         .iter()
@@ -310,18 +369,27 @@ fn dockerfile_is_multi_stage_and_builds_the_static_init() {
         .expect("COPY --from the build stage");
     let w = words(&from_build.args);
     assert_eq!(w[0], format!("--from={stage}"));
-    assert_eq!(
-        w[1],
-        format!("{workdir}/target/x86_64-unknown-linux-musl/release/init")
-    );
+    assert_eq!(w[1], "/init");
     assert_eq!(w[2], "/init");
 }
 
 #[test]
-fn dockerfile_copies_files_that_exist_and_pass_its_dockerignore() {
+fn dockerfile_copies_files_that_exist_and_pass_the_dockerignore() {
     let d = dockerfile();
-    let ignore = std::fs::read_to_string(repo().join("Dockerfile.example.dockerignore"))
-        .expect("Dockerfile.example.dockerignore keeps target/ out of the context");
+    // One ignore file at the context root, read by the legacy builder and
+    // BuildKit alike; a <Dockerfile>.dockerignore beside it would win under
+    // BuildKit only, and the two builds would send different contexts.
+    for shadow in [
+        "Dockerfile.example.dockerignore",
+        "examples/compose/Dockerfile.dockerignore",
+    ] {
+        assert!(
+            !repo().join(shadow).exists(),
+            "{shadow} would override .dockerignore under BuildKit only"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore"))
+        .expect(".dockerignore keeps target/ out of the context");
     let allowed: Vec<&str> = ignore
         .lines()
         .filter_map(|l| l.trim().strip_prefix('!'))
@@ -331,37 +399,40 @@ fn dockerfile_copies_files_that_exist_and_pass_its_dockerignore() {
         ignore.lines().any(|l| l.trim() == "*"),
         "everything else out"
     );
+    // Both Dockerfiles that build from the repository root.
+    let compose = std::fs::read_to_string(repo().join("examples/compose/Dockerfile"))
+        .expect("examples/compose/Dockerfile");
     let mut sources = 0;
-    for i in d
-        .instrs
-        .iter()
-        .filter(|i| i.name == "COPY" || i.name == "ADD")
-    {
-        let w: Vec<String> = words(&i.args);
-        if w.iter().any(|w| w.starts_with("--from=")) {
-            continue;
-        }
-        let paths: Vec<&String> = w.iter().filter(|w| !w.starts_with("--")).collect();
-        assert!(
-            paths.len() >= 2,
-            "Dockerfile.example:{}: COPY SRC... DEST",
-            i.line
-        );
-        for src in &paths[..paths.len() - 1] {
-            let src = src.trim_end_matches('/').trim_start_matches("./");
-            sources += 1;
-            assert!(
-                repo().join(src).exists(),
-                "Dockerfile.example:{}: COPY source {src} does not exist in the repository",
-                i.line
-            );
-            assert!(
-                allowed
-                    .iter()
-                    .any(|a| src == *a || src.starts_with(&format!("{a}/"))),
-                "Dockerfile.example:{}: {src} is excluded by Dockerfile.example.dockerignore",
-                i.line
-            );
+    for (file, instrs) in [
+        ("Dockerfile.example", d.instrs),
+        ("examples/compose/Dockerfile", parse_dockerfile(&compose)),
+    ] {
+        for i in instrs
+            .iter()
+            .filter(|i| i.name == "COPY" || i.name == "ADD")
+        {
+            let w: Vec<String> = words(&i.args);
+            if w.iter().any(|w| w.starts_with("--from=")) {
+                continue;
+            }
+            let paths: Vec<&String> = w.iter().filter(|w| !w.starts_with("--")).collect();
+            assert!(paths.len() >= 2, "{file}:{}: COPY SRC... DEST", i.line);
+            for src in &paths[..paths.len() - 1] {
+                let src = src.trim_end_matches('/').trim_start_matches("./");
+                sources += 1;
+                assert!(
+                    repo().join(src).exists(),
+                    "{file}:{}: COPY source {src} does not exist in the repository",
+                    i.line
+                );
+                assert!(
+                    allowed
+                        .iter()
+                        .any(|a| src == *a || src.starts_with(&format!("{a}/"))),
+                    "{file}:{}: {src} is excluded by .dockerignore",
+                    i.line
+                );
+            }
         }
     }
     assert!(sources >= 4, "the Rust sources and the app are copied");
@@ -514,6 +585,11 @@ fn dockerfile_command_serves_the_app_with_the_images_settings() {
     let mut cmd = clean_command(INIT);
     cmd.envs(d.env.iter().map(|(k, v)| (k, v)))
         .env("CINIT_LISTEN", format!("127.0.0.1:{port}"))
+        // The image's user does not exist here, and this machine's Python
+        // may live where it cannot go (pyenv under /root): the workers run
+        // as the test's user. The image itself, user included, is run by
+        // example_image.rs.
+        .env("CINIT_USER", "")
         // The image's WORKDIR holds examples/fastapi/app as app/.
         .current_dir(repo().join("examples/fastapi"))
         // auto with half a CPU: floor(0.5 x 2 + 1) = 2 workers.
@@ -787,6 +863,140 @@ fn kubernetes_grace_period_covers_cinits_shutdown_budget() {
                         );
                         assert_eq!(pr["httpGet"]["path"], "/healthz");
                     }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no Deployment container was checked");
+}
+
+/// Every Deployment's pods meet the Pod Security Standards' `restricted`
+/// level (kubernetes.io/docs/concepts/security/pod-security-standards),
+/// checked rule by rule on the manifest, and cinit can run in them: the
+/// port it binds needs no privilege, and the image's `--user` (when it
+/// sets one) is the pod's own uid and gid, which a non-root init can keep
+/// (another uid would be a configuration error).
+#[test]
+fn kubernetes_pods_meet_the_restricted_level() {
+    let image = dockerfile();
+    let mut checked = 0;
+    for file in yaml_files("examples/kubernetes") {
+        for doc in yaml_docs(&file) {
+            if doc["kind"] != "Deployment" {
+                continue;
+            }
+            let pod = &doc["spec"]["template"]["spec"];
+            let at = |what: &str| format!("{}: {what}", file.display());
+            for host in ["hostNetwork", "hostPID", "hostIPC"] {
+                assert_ne!(pod[host], true, "{}", at(host));
+            }
+            // Volume types the level allows.
+            let allowed = [
+                "configMap",
+                "csi",
+                "downwardAPI",
+                "emptyDir",
+                "ephemeral",
+                "persistentVolumeClaim",
+                "projected",
+                "secret",
+            ];
+            for v in pod["volumes"].as_array().into_iter().flatten() {
+                let kinds: Vec<&String> = v
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.as_str() != "name")
+                    .collect();
+                assert!(
+                    kinds.iter().all(|k| allowed.contains(&k.as_str())),
+                    "{}",
+                    at(&format!("volume {v}"))
+                );
+            }
+            let pod_sc = &pod["securityContext"];
+            for c in pod["containers"].as_array().unwrap() {
+                let sc = &c["securityContext"];
+                // A container's field overrides the pod's.
+                let field = |k: &str| {
+                    if sc[k].is_null() {
+                        pod_sc[k].clone()
+                    } else {
+                        sc[k].clone()
+                    }
+                };
+                let name = c["name"].as_str().unwrap_or("?");
+                let at = |what: &str| at(&format!("container {name}: {what}"));
+                assert_eq!(field("runAsNonRoot"), true, "{}", at("runAsNonRoot"));
+                let uid = field("runAsUser").as_u64();
+                assert_ne!(uid, Some(0), "{}", at("runAsUser 0"));
+                assert_eq!(
+                    sc["allowPrivilegeEscalation"],
+                    false,
+                    "{}",
+                    at("allowPrivilegeEscalation")
+                );
+                let seccomp = field("seccompProfile");
+                assert!(
+                    ["RuntimeDefault", "Localhost"]
+                        .contains(&seccomp["type"].as_str().unwrap_or("")),
+                    "{}",
+                    at(&format!("seccompProfile {seccomp}"))
+                );
+                let caps = &sc["capabilities"];
+                assert!(
+                    caps["drop"]
+                        .as_array()
+                        .is_some_and(|d| d.contains(&"ALL".into())),
+                    "{}",
+                    at("capabilities.drop must hold ALL")
+                );
+                for add in caps["add"].as_array().into_iter().flatten() {
+                    assert_eq!(add, "NET_BIND_SERVICE", "{}", at("capabilities.add"));
+                }
+                for port in c["ports"].as_array().into_iter().flatten() {
+                    assert!(port["hostPort"].is_null(), "{}", at("hostPort"));
+                }
+                // Not a rule of the level, but what this example promises.
+                assert_eq!(
+                    sc["readOnlyRootFilesystem"],
+                    true,
+                    "{}",
+                    at("readOnlyRootFilesystem")
+                );
+
+                // cinit in that pod: as a non-root process it binds only
+                // above net.ipv4.ip_unprivileged_port_start (1024 unless a
+                // runtime lowers it), and keeps its own uid for --user.
+                let env = merged_env(&image.env, &k8s_env(c));
+                let mut args = vec!["--"];
+                args.extend(image.cmd.iter().map(String::as_str));
+                let p = plan(&env, &args);
+                for l in p["listen"].as_array().unwrap() {
+                    let port = l["address"]["port"].as_u64();
+                    assert!(
+                        port.is_none_or(|p| p >= 1024),
+                        "{}",
+                        at(&format!(
+                            "cinit listens on {} as non-root: below 1024 it needs a privilege the level does not grant everywhere",
+                            l["address"]
+                        ))
+                    );
+                }
+                if !p["user"].is_null() {
+                    assert_eq!(
+                        p["user"]["uid"].as_u64(),
+                        uid,
+                        "{}",
+                        at("the image's --user is not the pod's runAsUser: the non-root init could not switch")
+                    );
+                    assert_eq!(
+                        p["user"]["gid"].as_u64(),
+                        field("runAsGroup").as_u64(),
+                        "{}",
+                        at("the image's --user group is not the pod's runAsGroup")
+                    );
                 }
                 checked += 1;
             }

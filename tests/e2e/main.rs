@@ -4,19 +4,25 @@
 //! waits on conditions with deadlines, never on fixed sleeps.
 
 mod common;
+mod qemu;
 
 mod architecture;
+mod arm64;
 mod bench_docs;
 mod cli;
 mod demo_worker;
 mod docker;
+mod docker_memory;
 mod docs_examples;
+mod example_image;
 mod examples;
 mod fastapi;
 mod hardening;
+mod memory;
 mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
+mod privileges;
 mod readiness;
 mod resources_fixtures;
 mod resources_live;

@@ -600,3 +600,76 @@ fn snapshot_docker_v1_text() {
     let p = plan("docker-v1-cpus1.5-mem512m", PLAN_ARGS);
     snapshot("dry-run-docker-v1.txt", &p.to_text());
 }
+
+// --- the memory guard's limit ---------------------------------------------
+
+/// The config of `init --root FIXTURE ARGS`.
+fn config_in(case: &str, args: &[&str]) -> cinit::config::Config {
+    struct NoEnv;
+    impl cinit::config::Env for NoEnv {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+    }
+    let mut argv = vec![
+        "init".to_string(),
+        "--root".into(),
+        fixture(case).display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let args = cinit::config::parse_args(argv).expect("arguments");
+    cinit::config::resolve(&args, &NoEnv).expect("config")
+}
+
+/// `--memory-high` as a share of the limit is resolved in a real run (no
+/// dry run) with a fixed worker count too, which reads no limits for its
+/// sizing: the guard must not be off there while the dry run shows it on.
+/// `--memory` stands for the limit where it is given, as it does for the
+/// sizing (and as the warning about a missing limit advises).
+#[test]
+fn memory_high_as_a_percentage_is_resolved_in_every_run() {
+    let case = "docker-v1-cpus1.5-mem512m";
+    let real = |args: &[&str]| cinit::plan::Plan::build(&config_in(case, args));
+    let p = real(&["--workers", "2", "--memory-high", "50%", "--", "app"]);
+    assert_eq!(p.memory.limit, Some(512 * MIB));
+    assert_eq!(p.memory.high, Some(256 * MIB), "{:?}", p.warnings);
+    assert!(p.memory.sampling);
+    let dry = real(&[
+        "--dry-run",
+        "--workers",
+        "2",
+        "--memory-high",
+        "50%",
+        "--",
+        "app",
+    ]);
+    assert_eq!(
+        dry.memory.high, p.memory.high,
+        "the dry run and the run agree"
+    );
+
+    for workers in ["2", "auto"] {
+        let p = real(&[
+            "--workers",
+            workers,
+            "--memory",
+            "200MiB",
+            "--memory-high",
+            "50%",
+            "--",
+            "app",
+        ]);
+        assert_eq!(p.memory.limit, Some(200 * MIB), "--workers {workers}");
+        assert_eq!(p.memory.high, Some(100 * MIB), "--workers {workers}");
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+    // A size needs no limit, and none is read for it.
+    let p = cinit::plan::Plan::build_with(
+        &config_in(
+            case,
+            &["--workers", "2", "--memory-high", "300MiB", "--", "app"],
+        ),
+        None,
+    );
+    assert_eq!(p.memory.high, Some(300 * MIB));
+}

@@ -12,54 +12,15 @@
 //! removed, children first.
 
 use crate::common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use cinit::resources::{detect, Hierarchy, HostFacts};
 
 const MIB: u64 = 1 << 20;
 
-/// This process's own directory in the v1 hierarchy of `controller`, found
-/// by the detection under test (its walk starts there).
-fn own_dir(controller: &str) -> Option<PathBuf> {
-    let r = detect(Path::new("/"), &HostFacts::read(Path::new("/")));
-    let w = r.walks.iter().find(|w| w.controller == controller)?;
-    if w.hierarchy != Hierarchy::V1 {
-        return None;
-    }
-    Some(PathBuf::from(&w.levels.first()?.dir))
-}
-
-/// Why the live tests cannot run here, if they cannot.
-fn unavailable() -> Option<String> {
-    // The effective uid: the second field of `Uid:` in /proc/self/status.
-    let euid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2)?.parse::<u32>().ok()
-        });
-    if euid != Some(0) {
-        return Some("not root".into());
-    }
-    for c in ["cpu", "memory"] {
-        let Some(dir) = own_dir(c) else {
-            return Some(format!("no v1 {c} hierarchy found for this process"));
-        };
-        let probe = dir.join(format!("cinit-probe-{}", std::process::id()));
-        if let Err(e) = std::fs::create_dir(&probe) {
-            return Some(format!("{} is not writable: {e}", dir.display()));
-        }
-        let _ = std::fs::remove_dir(&probe);
-    }
-    None
-}
-
 macro_rules! require_live {
     () => {
-        if let Some(why) = unavailable() {
+        if let Some(why) = live_cgroups_unavailable() {
             skip(
                 Need::Cgroups,
                 &format!(
@@ -69,71 +30,6 @@ macro_rules! require_live {
             return;
         }
     };
-}
-
-/// Groups created by one test, removed on drop (children first).
-struct Groups {
-    /// In creation order: parents before children.
-    dirs: Vec<PathBuf>,
-}
-
-impl Groups {
-    fn new() -> Groups {
-        Groups { dirs: Vec::new() }
-    }
-
-    /// Creates `parent/name-<pid>-<n>` and remembers it.
-    fn create(&mut self, parent: &Path, name: &str) -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = parent.join(format!(
-            "cinit-test-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        self.dirs.push(dir.clone());
-        dir
-    }
-}
-
-fn write(dir: &Path, file: &str, value: &str) {
-    let p = dir.join(file);
-    std::fs::write(&p, value).unwrap_or_else(|e| panic!("write {value} to {}: {e}", p.display()));
-}
-
-impl Drop for Groups {
-    fn drop(&mut self) {
-        for dir in self.dirs.iter().rev() {
-            // The processes of a failed test may still be inside: move them
-            // to the hierarchy's directory of this process.
-            let home = if dir.starts_with("/sys/fs/cgroup/memory") {
-                own_dir("memory")
-            } else {
-                own_dir("cpu")
-            };
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if let (Ok(procs), Some(home)) = (
-                    std::fs::read_to_string(dir.join("cgroup.procs")),
-                    home.as_ref(),
-                ) {
-                    for pid in procs.split_whitespace() {
-                        let _ = std::fs::write(home.join("cgroup.procs"), pid);
-                    }
-                }
-                match std::fs::remove_dir(dir) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(e) if Instant::now() > deadline => {
-                        eprintln!("could not remove {}: {e}", dir.display());
-                        break;
-                    }
-                    // An exiting task leaves the group asynchronously.
-                    Err(_) => std::thread::yield_now(),
-                }
-            }
-        }
-    }
 }
 
 /// Runs the dry run inside `cpu_dir` and `mem_dir`: the shell moves itself
@@ -172,9 +68,9 @@ fn quota_and_limit_on_the_leaf() {
     let mut g = Groups::new();
     let cpu = g.create(&own_dir("cpu").unwrap(), "cpu");
     let mem = g.create(&own_dir("memory").unwrap(), "mem");
-    write(&cpu, "cpu.cfs_period_us", "100000");
-    write(&cpu, "cpu.cfs_quota_us", "150000");
-    write(&mem, "memory.limit_in_bytes", &(512 * MIB).to_string());
+    cgroup_write(&cpu, "cpu.cfs_period_us", "100000");
+    cgroup_write(&cpu, "cpu.cfs_quota_us", "150000");
+    cgroup_write(&mem, "memory.limit_in_bytes", &(512 * MIB).to_string());
 
     let j = dry_run_inside(&cpu, &mem);
     let r = &j["resources"];
@@ -210,9 +106,9 @@ fn quota_and_limit_on_the_parent_only() {
     let cpu = g.create(&cpu_parent, "leaf");
     let mem_parent = g.create(&own_dir("memory").unwrap(), "mem-parent");
     let mem = g.create(&mem_parent, "leaf");
-    write(&cpu_parent, "cpu.cfs_period_us", "100000");
-    write(&cpu_parent, "cpu.cfs_quota_us", "150000");
-    write(
+    cgroup_write(&cpu_parent, "cpu.cfs_period_us", "100000");
+    cgroup_write(&cpu_parent, "cpu.cfs_quota_us", "150000");
+    cgroup_write(
         &mem_parent,
         "memory.limit_in_bytes",
         &(512 * MIB).to_string(),
@@ -256,8 +152,8 @@ fn half_a_cpu_on_the_leaf() {
     let mut g = Groups::new();
     let cpu = g.create(&own_dir("cpu").unwrap(), "half");
     let mem = g.create(&own_dir("memory").unwrap(), "half-mem");
-    write(&cpu, "cpu.cfs_period_us", "100000");
-    write(&cpu, "cpu.cfs_quota_us", "50000");
+    cgroup_write(&cpu, "cpu.cfs_period_us", "100000");
+    cgroup_write(&cpu, "cpu.cfs_quota_us", "50000");
 
     let j = dry_run_inside(&cpu, &mem);
     assert_eq!(j["resources"]["cpus"]["value"], 0.5);
@@ -326,8 +222,8 @@ fn hup_rereads_a_changed_quota_and_scales() {
     require_live!();
     let mut g = Groups::new();
     let cpu = g.create(&own_dir("cpu").unwrap(), "hup");
-    write(&cpu, "cpu.cfs_period_us", "100000");
-    write(&cpu, "cpu.cfs_quota_us", "50000");
+    cgroup_write(&cpu, "cpu.cfs_period_us", "100000");
+    cgroup_write(&cpu, "cpu.cfs_quota_us", "50000");
     let mut cmd = crate::common::clean_command("/bin/sh");
     cmd.arg("-c")
         .arg(r#"echo $$ > "$1/cgroup.procs" && exec "$0" --workers auto --min-uptime 200ms -- "$2" sleep"#)
@@ -336,7 +232,7 @@ fn hup_rereads_a_changed_quota_and_scales() {
         .arg(env!("CARGO_BIN_EXE_cinit-demo"));
     let mut r = crate::common::Running::start(cmd, false);
     r.stderr_line(crate::common::PROMPT, "worker 1 started");
-    write(&cpu, "cpu.cfs_quota_us", "150000");
+    cgroup_write(&cpu, "cpu.cfs_quota_us", "150000");
     r.signal(libc::SIGHUP);
     r.stderr_line(crate::common::PROMPT, "limits re-read: 1.5 cpus");
     r.stderr_line(crate::common::PROMPT, "scaling from 2 to 4 worker(s)");

@@ -33,6 +33,7 @@
 //! slot's replacement, the retiring list, the running step); `Exit` is
 //! emitted once, last; nothing is spawned outside `Running`.
 
+mod guard;
 mod prestart;
 mod program;
 mod ready;
@@ -76,6 +77,12 @@ pub struct ProgramSettings {
     pub ready: ReadyMode,
     pub ready_timeout: Duration,
     pub watchdog: Option<Duration>,
+    /// Replace a worker above this many bytes (PSS of its tree).
+    pub max_memory: Option<u64>,
+    /// Replace a worker this old (plus its jitter).
+    pub max_age: Option<Duration>,
+    /// Percent added at most to `max_age`, different for each worker.
+    pub age_jitter: f64,
 }
 
 /// Everything the machine needs from the plan.
@@ -93,6 +100,13 @@ pub struct Settings {
     pub programs: Vec<ProgramSettings>,
     /// The program TTIN/TTOU act on.
     pub scale_program: usize,
+    /// Replace the largest worker when the container's working set
+    /// passes this many bytes.
+    pub memory_high: Option<u64>,
+    /// How often the memory guard samples (when it samples at all).
+    pub memory_interval: Duration,
+    /// The container's memory limit, for the OOM reports.
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -129,6 +143,8 @@ pub struct Machine {
     /// Upstream READY=1 is due once every slot is ready (at start, after
     /// a rolling restart).
     ready_due: bool,
+    /// The memory guard's state (`guard.rs`).
+    guard: guard::Guard,
 }
 
 fn report(r: Report) -> Action {
@@ -151,6 +167,7 @@ impl Machine {
             exit_code: None,
             announced_ready: false,
             ready_due: true,
+            guard: guard::Guard::default(),
         }
     }
 
@@ -160,6 +177,17 @@ impl Machine {
     }
 
     pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let out = self.dispatch(event, now);
+        // Who the init itself SIGKILLed: such a death is never an OOM kill.
+        for a in &out {
+            if let Action::Kill { pid } = a {
+                self.guard.killed_by_init(*pid);
+            }
+        }
+        out
+    }
+
+    fn dispatch(&mut self, event: Event, now: Instant) -> Vec<Action> {
         match event {
             Event::Spawned {
                 slot,
@@ -175,7 +203,7 @@ impl Machine {
             Event::StepSpawnFailed { failure } => self.step_spawn_failed(failure, now),
             Event::WaitDone(result) => self.wait_done(result, now),
             Event::DirListed(result) => self.dir_listed(result, now),
-            Event::Bound => self.bound(),
+            Event::Bound => self.bound(now),
             Event::Exited { pid, status } => self.exited(pid, status, now),
             Event::Stopped { pid, signal } => self.stopped(pid, signal),
             Event::Signal(sig) => self.signal(sig, now),
@@ -184,6 +212,11 @@ impl Machine {
             Event::Ready { pid } => self.mark_ready(pid, "listening", now),
             Event::Unseen { pid } => self.unseen(pid),
             Event::Notified { chain, message } => self.notified(&chain, message, now),
+            Event::MemorySampled {
+                workers,
+                working_set,
+            } => self.sampled(&workers, working_set, now),
+            Event::OomKills { count, limit } => self.oom_kills(count, limit),
             Event::NoChildren { others_alive } => self.no_children(others_alive, now),
         }
     }
@@ -250,9 +283,12 @@ impl Machine {
         let who = self.who(slot);
         let p = slot.program;
         match failure {
-            StartFailure::Fork { message } if replacement => {
-                vec![self.abort_roll(p, slot.slot, &format!("could not be started: {message}"))]
-            }
+            StartFailure::Fork { message } if replacement => self.replacement_failed(
+                p,
+                slot.slot,
+                &format!("could not be started: {message}"),
+                now,
+            ),
             StartFailure::Fork { message } => {
                 let retry_in = self.programs[p].fork_failed(slot.slot, now);
                 vec![report(Report::ForkFailed {
@@ -264,7 +300,7 @@ impl Machine {
             StartFailure::Command { message, code } => {
                 let mut out = vec![report(Report::SpawnFailed { who, message, code })];
                 if replacement {
-                    out.push(self.abort_roll(p, slot.slot, "could not be started"));
+                    out.extend(self.replacement_failed(p, slot.slot, "could not be started", now));
                 } else if !self.programs[p].ever_started || self.settings.plain {
                     // The command cannot start at all: nothing will fix
                     // that by retrying, and the orchestrator should see
@@ -272,7 +308,7 @@ impl Machine {
                     self.exit_code = Some(code);
                     out.extend(self.begin_stop(now));
                 } else {
-                    out.extend(self.after_exit(slot, None, Status::Exited(code), now));
+                    out.extend(self.after_exit(slot, None, Status::Exited(code), false, now));
                 }
                 out
             }
@@ -312,13 +348,23 @@ impl Machine {
         if self.step.as_ref().and_then(StepRun::pid) == Some(pid) {
             return self.step_exited(status, now);
         }
+        let oom = self.claim_oom(pid, status);
+        let mut out = Vec::new();
+        if oom {
+            if let Some(slot) = self.slot_of(pid) {
+                let last = self.programs[slot.program]
+                    .worker_mut(pid)
+                    .and_then(|w| w.memory);
+                out.push(self.oom_report(slot, pid, last));
+            }
+        }
         for p in 0..self.programs.len() {
             if let Some(slot) = self.programs[p].take_retiring(pid) {
-                let mut out = vec![report(Report::Retired {
+                out.push(report(Report::Retired {
                     who: self.who(SlotId { program: p, slot }),
                     pid,
                     status,
-                })];
+                }));
                 out.extend(self.check_stopped(now));
                 return out;
             }
@@ -326,14 +372,15 @@ impl Machine {
         let Some(slot) = self.slot_of(pid) else {
             // An orphan re-parented to the init, or a child whose exec
             // failed: reaped, nothing else.
-            return Vec::new();
+            return out;
         };
         let who = self.who(slot);
         let p = slot.program;
         let running = self.phase == Phase::Running;
         if let Some(w) = self.programs[p].take_replacement(slot.slot, pid) {
             if !running {
-                return self.check_stopped(now);
+                out.extend(self.check_stopped(now));
+                return out;
             }
             let ran = now.saturating_duration_since(w.started);
             let why = format!(
@@ -341,10 +388,11 @@ impl Machine {
                 status.describe(),
                 crate::vocab::format_uptime(ran)
             );
-            return vec![self.abort_roll(p, slot.slot, &why)];
+            out.extend(self.replacement_failed(p, slot.slot, &why, now));
+            return out;
         }
         let Some(w) = self.programs[p].take_current(slot.slot) else {
-            return Vec::new();
+            return out;
         };
         if !running {
             // Stopping: this is the expected end; the status only matters
@@ -352,22 +400,23 @@ impl Machine {
             if self.settings.plain {
                 self.exit_code.get_or_insert(status.code());
             }
-            let mut out = vec![report(Report::Ended { who, pid, status })];
+            out.push(report(Report::Ended { who, pid, status }));
             out.extend(self.check_stopped(now));
             return out;
         }
         // A replacement waiting to take over does so now.
         if let Some(new) = self.programs[p].promote_now(slot.slot) {
-            let mut out = vec![report(Report::TookOver {
+            out.push(report(Report::TookOver {
                 who,
                 old: pid,
                 status,
                 new,
-            })];
+            }));
             out.extend(self.next_roll(p));
             return out;
         }
-        self.after_exit(slot, Some(w), status, now)
+        out.extend(self.after_exit(slot, Some(w), status, oom, now));
+        out
     }
 
     /// A slot's worker ended on its own while running: restart, give up
@@ -377,6 +426,7 @@ impl Machine {
         slot: SlotId,
         worker: Option<program::Worker>,
         status: Status,
+        oom: bool,
         now: Instant,
     ) -> Vec<Action> {
         let who = self.who(slot);
@@ -385,7 +435,7 @@ impl Machine {
         let worker = worker.unwrap_or_else(|| program::Worker::failed_start(now));
         let pid = (worker.pid.as_raw() > 0).then_some(worker.pid);
         let ran = now.saturating_duration_since(worker.started);
-        let decision = self.programs[p].decide_restart(slot.slot, &worker, status, now);
+        let decision = self.programs[p].decide_restart(slot.slot, &worker, status, oom, now);
         match decision {
             program::Restart::In(delay) => {
                 let mut out = vec![report(Report::Exited {
@@ -681,6 +731,7 @@ impl Machine {
                 for p in &self.programs {
                     d.extend(p.next_deadline());
                 }
+                d.extend(self.guard_deadline());
             }
             Phase::Draining { until } => d.push(until),
             Phase::Stopping { deadline } => d.push(deadline),
@@ -716,6 +767,7 @@ impl Machine {
                     }
                     out.extend(self.readiness_tick(p, now));
                 }
+                out.extend(self.guard_tick(now));
             }
             Phase::Draining { until } if until <= now => out.extend(self.begin_stop(now)),
             Phase::Stopping { deadline } if deadline <= now => {
@@ -758,11 +810,12 @@ impl Machine {
         out
     }
 
-    fn bound(&mut self) -> Vec<Action> {
+    fn bound(&mut self, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Binding {
             return Vec::new();
         }
         self.phase = Phase::Running;
+        self.guard_start(now);
         let mut out = Vec::new();
         for p in 0..self.programs.len() {
             for slot in 0..self.worker_count(p) {

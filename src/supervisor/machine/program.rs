@@ -53,6 +53,10 @@ pub(super) struct Worker {
     pub failing: Option<(Failing, Option<Instant>)>,
     /// `listen` readiness could not be seen in /proc: ready by delay.
     pub unseen: bool,
+    /// Its memory at the guard's last sample (PSS of its tree, bytes).
+    pub memory: Option<u64>,
+    /// A replacement for it failed: the guard leaves it alone until then.
+    pub hold_until: Option<Instant>,
 }
 
 impl Worker {
@@ -67,6 +71,8 @@ impl Worker {
             stopping: false,
             failing: None,
             unseen: false,
+            memory: None,
+            hold_until: None,
         }
     }
 
@@ -133,6 +139,10 @@ pub(super) struct Program {
     pub ever_started: bool,
     /// When to look at the starting workers' /proc again (`listen`).
     pub listen_check_at: Option<Instant>,
+    /// Replacements asked for while another was under way (memory, age):
+    /// one slot at a time, in order; each for the worker (pid) it was
+    /// asked for, dropped if that worker is gone by then.
+    pub pending: std::collections::VecDeque<(u32, Why, Pid)>,
 }
 
 impl Program {
@@ -146,6 +156,7 @@ impl Program {
             cursor: 0,
             ever_started: false,
             listen_check_at: None,
+            pending: std::collections::VecDeque::new(),
         }
     }
 
@@ -238,7 +249,7 @@ impl Program {
     pub fn take_replacement(&mut self, slot: u32, pid: Pid) -> Option<Worker> {
         let sl = self.slots.get_mut(slot as usize)?;
         if sl.replacement.as_ref().is_some_and(|w| w.pid == pid) {
-            sl.replacing = None;
+            // `replacing` stays: whoever handles the failure reads it.
             sl.replacement.take()
         } else {
             None
@@ -268,6 +279,7 @@ impl Program {
         slot: u32,
         worker: &Worker,
         status: Status,
+        oom: bool,
         now: Instant,
     ) -> Restart {
         let s = &self.settings;
@@ -285,7 +297,9 @@ impl Program {
         let ready = worker.ready() || (s.ready == ReadyMode::Delay && ran >= min_uptime);
         let quick = !hung && (ran < min_uptime || !ready);
         sl.quick_failures = if quick { sl.quick_failures + 1 } else { 0 };
-        let why = if hung {
+        let why = if oom {
+            Why::Oom
+        } else if hung {
             Why::Hung
         } else if status == Status::Exited(0) {
             Why::Exit
@@ -336,6 +350,10 @@ impl Program {
     /// No restart is due any more (a shutdown began).
     pub fn stop_restarts(&mut self) {
         self.rolling = false;
+        self.pending.clear();
+        for s in &mut self.slots {
+            s.replacing = None;
+        }
         self.listen_check_at = None;
         for s in &mut self.slots {
             s.restart_at = None;

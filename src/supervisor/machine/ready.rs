@@ -190,13 +190,14 @@ impl Machine {
             if let Some(new) = prog.take_replacement(slot.slot, pid) {
                 out.push(prog.retire(new.pid, slot.slot, now));
             }
-            out.push(self.abort_roll(
+            out.extend(self.replacement_failed(
                 slot.program,
                 slot.slot,
                 &format!(
                     "was not ready within {}",
                     crate::vocab::format_duration(timeout)
                 ),
+                now,
             ));
         } else {
             out.extend(prog.fail(pid, Failing::NotReady, now));

@@ -38,7 +38,30 @@ impl Machine {
     /// The next slot of the roll that has a worker of an older generation.
     pub(super) fn next_roll(&mut self, p: usize) -> Vec<Action> {
         let prog = &mut self.programs[p];
-        if !prog.rolling || prog.slots.iter().any(|s| s.replacement.is_some()) {
+        // One replacement at a time: one asked for (its spawn may still be
+        // on its way) or starting.
+        if prog
+            .slots
+            .iter()
+            .any(|s| s.replacement.is_some() || s.replacing.is_some())
+        {
+            return Vec::new();
+        }
+        // Recycles asked for while another replacement was under way.
+        while let Some((slot, why, pid)) = prog.pending.pop_front() {
+            let Some(sl) = prog.slots.get_mut(slot as usize) else {
+                continue;
+            };
+            if sl
+                .current
+                .as_ref()
+                .is_some_and(|w| w.pid == pid && w.failing.is_none())
+            {
+                sl.replacing = Some(why);
+                return vec![self.spawn_action(SlotId { program: p, slot }, true)];
+            }
+        }
+        if !prog.rolling {
             return Vec::new();
         }
         let n = prog.slots.len() as u32;
@@ -60,12 +83,57 @@ impl Machine {
         self.check_all_ready()
     }
 
-    pub(super) fn abort_roll(&mut self, p: usize, slot: u32, why: &str) -> Action {
-        self.programs[p].rolling = false;
-        report(Report::ReloadFailed {
-            who: self.who(SlotId { program: p, slot }),
-            why: why.to_string(),
-        })
+    /// A replacement did not make it (it exited, could not start, was not
+    /// ready in time): the worker it was to replace keeps serving. A
+    /// rolling restart stops there; a recycle (memory, age) leaves that
+    /// worker alone for a while and goes on with the next request.
+    pub(super) fn replacement_failed(
+        &mut self,
+        p: usize,
+        slot: u32,
+        why: &str,
+        now: Instant,
+    ) -> Vec<Action> {
+        let who = self.who(SlotId { program: p, slot });
+        let hold = self.settings.programs[p]
+            .backoff_max
+            .max(self.settings.memory_interval);
+        let prog = &mut self.programs[p];
+        let reason = prog
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.replacing.take())
+            .unwrap_or(Why::Reload);
+        match reason {
+            Why::Reload => {
+                prog.rolling = false;
+                vec![report(Report::ReloadFailed {
+                    who,
+                    why: why.to_string(),
+                })]
+            }
+            reason => {
+                if let Some(w) = prog
+                    .slots
+                    .get_mut(slot as usize)
+                    .and_then(|s| s.current.as_mut())
+                {
+                    // A hung worker is being stopped anyway; its slot
+                    // restarts when it is gone.
+                    if w.failing.is_none() {
+                        w.hold_until = Some(now + hold);
+                    }
+                }
+                let mut out = vec![report(Report::RecycleFailed {
+                    who,
+                    reason,
+                    why: why.to_string(),
+                    retry_in: hold,
+                })];
+                out.extend(self.next_roll(p));
+                out
+            }
+        }
     }
 
     /// The replacement of `slot` is ready: it takes over and the old

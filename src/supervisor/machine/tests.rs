@@ -32,6 +32,9 @@ fn program(n: u32, plain: bool) -> ProgramSettings {
         ready: ReadyMode::Delay,
         ready_timeout: Duration::from_secs(60),
         watchdog: None,
+        max_memory: None,
+        max_age: None,
+        age_jitter: 10.0,
     }
 }
 
@@ -46,6 +49,9 @@ fn settings(n: u32, plain: bool) -> Settings {
         steps: Vec::new(),
         programs: vec![program(n, plain)],
         scale_program: 0,
+        memory_high: None,
+        memory_interval: Duration::from_secs(5),
+        memory_limit: None,
     }
 }
 
@@ -1291,4 +1297,319 @@ fn in_listen_mode_ready_one_alone_does_not_count() {
     assert!(!m.programs[0].all_ready());
     m.on_event(Event::Ready { pid: pid(100) }, t0);
     assert!(m.programs[0].all_ready());
+}
+
+// ---- the memory guard, age, OOM -----------------------------------------
+
+const MIB: u64 = 1 << 20;
+
+fn sample(m: &mut Machine, at: Instant, workers: &[(i32, u64)], ws: Option<u64>) -> Vec<Action> {
+    m.on_event(
+        Event::MemorySampled {
+            workers: workers.iter().map(|&(p, b)| (pid(p), Some(b))).collect(),
+            working_set: ws,
+        },
+        at,
+    )
+}
+
+#[test]
+fn without_a_guard_nothing_is_sampled() {
+    let (m, _) = running(3, false);
+    assert_eq!(m.next_deadline(), None);
+}
+
+#[test]
+fn a_worker_above_max_memory_is_replaced_new_first_one_at_a_time() {
+    let mut s = settings(3, false);
+    s.programs[0].max_memory = Some(100 * MIB);
+    let (mut m, t0) = running_with(s);
+    let t = m.next_deadline().unwrap();
+    assert_eq!(t, after(t0, 5000), "sampling every --memory-interval");
+    assert_eq!(
+        acts(tick(&mut m, t)),
+        vec![Action::SampleMemory {
+            pids: vec![pid(100), pid(101), pid(102)]
+        }]
+    );
+    let a = sample(
+        &mut m,
+        t,
+        &[(100, 150 * MIB), (101, 50 * MIB), (102, 120 * MIB)],
+        None,
+    );
+    let r = reports(&a);
+    assert_eq!(
+        r.iter()
+            .filter(|r| matches!(
+                r,
+                Report::Recycle {
+                    reason: Why::Memory,
+                    ..
+                }
+            ))
+            .count(),
+        2,
+        "{r:?}"
+    );
+    // Only one replacement at a time: slot 0 first.
+    assert_eq!(
+        acts(a),
+        vec![Action::SpawnWorker {
+            slot: slot(0),
+            replacement: true,
+            workers: 3
+        }]
+    );
+    spawned(&mut m, 0, true, 200, t);
+    // The next sample does not ask twice.
+    let a = sample(&mut m, t, &[(100, 160 * MIB), (102, 130 * MIB)], None);
+    assert!(acts(a).is_empty());
+    let a = m.on_event(Event::Ready { pid: pid(200) }, t);
+    assert_eq!(
+        acts(a),
+        vec![
+            Action::Stop {
+                pid: pid(100),
+                signal: Signal::TERM
+            },
+            Action::SpawnWorker {
+                slot: slot(2),
+                replacement: true,
+                workers: 3
+            }
+        ]
+    );
+    assert_eq!(m.programs[0].slots[0].restarts.get(&Why::Memory), Some(&1));
+}
+
+#[test]
+fn a_failed_recycle_keeps_the_worker_and_leaves_it_alone_a_while() {
+    let mut s = settings(1, false);
+    s.programs[0].max_memory = Some(100 * MIB);
+    let (mut m, t0) = running_with(s);
+    let t = after(t0, 5000);
+    tick(&mut m, t);
+    sample(&mut m, t, &[(100, 150 * MIB)], None);
+    spawned(&mut m, 0, true, 200, t);
+    let a = exited(&mut m, 200, Status::Exited(1), t);
+    assert!(reports(&a).iter().any(|r| matches!(
+        r,
+        Report::RecycleFailed {
+            reason: Why::Memory,
+            ..
+        }
+    )));
+    assert_eq!(m.live_pids(), vec![pid(100)]);
+    // Still too big at the next sample, but on hold: no new attempt.
+    let t2 = after(t, 5000);
+    tick(&mut m, t2);
+    assert!(acts(sample(&mut m, t2, &[(100, 150 * MIB)], None)).is_empty());
+    // After the hold (--backoff-max, 10 s), it is tried again.
+    let t3 = after(t, 10_000);
+    tick(&mut m, t3);
+    assert!(acts(sample(&mut m, t3, &[(100, 150 * MIB)], None))
+        .iter()
+        .any(|a| matches!(
+            a,
+            Action::SpawnWorker {
+                replacement: true,
+                ..
+            }
+        )));
+}
+
+#[test]
+fn the_container_high_mark_replaces_the_largest_worker_then_cools_down() {
+    let mut s = settings(3, false);
+    s.memory_high = Some(400 * MIB);
+    let (mut m, t0) = running_with(s);
+    let t = after(t0, 5000);
+    tick(&mut m, t);
+    let a = sample(
+        &mut m,
+        t,
+        &[(100, 100 * MIB), (101, 200 * MIB), (102, 150 * MIB)],
+        Some(450 * MIB),
+    );
+    assert_eq!(
+        acts(a),
+        vec![Action::SpawnWorker {
+            slot: slot(1),
+            replacement: true,
+            workers: 3
+        }]
+    );
+    // Within the cool-down (3 intervals), still high: nothing more.
+    let t2 = after(t, 5000);
+    tick(&mut m, t2);
+    let a = sample(
+        &mut m,
+        t2,
+        &[(100, 100 * MIB), (101, 200 * MIB), (102, 150 * MIB)],
+        Some(450 * MIB),
+    );
+    assert!(acts(a).is_empty());
+}
+
+#[test]
+fn age_recycling_with_jitter_never_overlaps() {
+    let mut s = settings(4, false);
+    s.programs[0].max_age = Some(Duration::from_secs(60));
+    let (mut m, t0) = running_with(s);
+    let first = m.next_deadline().unwrap();
+    assert!(
+        first >= after(t0, 60_000) && first <= after(t0, 66_000),
+        "{first:?}"
+    );
+    // Long past every worker's due time: still one replacement at a time.
+    let late = after(t0, 120_000);
+    let a = acts(tick(&mut m, late));
+    let spawns = a
+        .iter()
+        .filter(|x| {
+            matches!(
+                x,
+                Action::SpawnWorker {
+                    replacement: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(spawns, 1, "{a:?}");
+    let mut next = 300;
+    let mut done = 0;
+    let mut t = late;
+    for a in a {
+        if let Action::SpawnWorker { slot: s, .. } = a {
+            spawned(&mut m, s.slot, true, next, t);
+        }
+    }
+    // Each ready replacement lets the next one start.
+    while done < 4 {
+        let a = m.on_event(Event::Ready { pid: pid(next) }, t);
+        done += 1;
+        next += 1;
+        let spawns: Vec<_> = acts(a)
+            .into_iter()
+            .filter_map(|x| match x {
+                Action::SpawnWorker { slot: s, .. } => Some(s.slot),
+                _ => None,
+            })
+            .collect();
+        assert!(spawns.len() <= 1);
+        for s in spawns {
+            spawned(&mut m, s, true, next, t);
+        }
+        t = after(t, 10);
+    }
+    for s in &m.programs[0].slots {
+        assert_eq!(s.restarts.get(&Why::Age), Some(&1));
+    }
+}
+
+#[test]
+fn a_sigkill_nobody_in_the_init_sent_with_the_oom_count_risen_is_an_oom_kill() {
+    let (mut m, t0) = running(2, false);
+    m.on_event(
+        Event::OomKills {
+            count: 1,
+            limit: Some(256 * MIB),
+        },
+        t0,
+    );
+    let a = exited(
+        &mut m,
+        100,
+        Status::Signaled(Signal::KILL),
+        after(t0, 60_000),
+    );
+    assert!(
+        reports(&a).iter().any(|r| matches!(
+            r,
+            Report::OomKilled {
+                limit: Some(l),
+                ..
+            } if *l == 256 * MIB
+        )),
+        "{a:?}"
+    );
+    assert_eq!(m.programs[0].slots[0].restarts.get(&Why::Oom), Some(&1));
+    // The same count again: the next SIGKILL is not an OOM kill.
+    m.on_event(
+        Event::OomKills {
+            count: 1,
+            limit: None,
+        },
+        t0,
+    );
+    let a = exited(
+        &mut m,
+        101,
+        Status::Signaled(Signal::KILL),
+        after(t0, 60_000),
+    );
+    assert!(!reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::OomKilled { .. })));
+}
+
+#[test]
+fn a_sigkill_the_init_sent_is_never_an_oom_kill() {
+    let mut s = settings(1, false);
+    s.graceful_timeout = Duration::from_secs(1);
+    s.programs[0].graceful_timeout = Duration::from_secs(1);
+    let (mut m, t0) = running_with(s);
+    sig(&mut m, Signal::TERM, t0);
+    tick(&mut m, after(t0, 1000));
+    m.on_event(
+        Event::OomKills {
+            count: 5,
+            limit: None,
+        },
+        t0,
+    );
+    let a = exited(&mut m, 100, Status::Signaled(Signal::KILL), after(t0, 1000));
+    assert!(!reports(&a)
+        .iter()
+        .any(|r| matches!(r, Report::OomKilled { .. })));
+}
+
+#[test]
+fn a_recycle_asked_for_a_worker_that_died_meanwhile_is_dropped() {
+    let mut s = settings(2, false);
+    s.programs[0].max_memory = Some(100 * MIB);
+    let (mut m, t0) = running_with(s);
+    let t = after(t0, 5000);
+    tick(&mut m, t);
+    // Both too big: slot 0's replacement starts, slot 1 waits its turn.
+    sample(&mut m, t, &[(100, 150 * MIB), (101, 150 * MIB)], None);
+    spawned(&mut m, 0, true, 200, t);
+    // Slot 1's worker dies on its own and restarts as pid 300.
+    let a = exited(
+        &mut m,
+        101,
+        Status::Signaled(Signal::KILL),
+        after(t, 60_000),
+    );
+    assert!(acts(a).contains(&Action::SpawnWorker {
+        slot: slot(1),
+        replacement: false,
+        workers: 2
+    }));
+    spawned(&mut m, 1, false, 300, after(t, 60_000));
+    // Slot 0's replacement is ready: the waiting request was for pid 101,
+    // which is gone; the fresh worker 300 is not replaced.
+    let a = acts(m.on_event(Event::Ready { pid: pid(200) }, after(t, 60_000)));
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::SpawnWorker {
+                replacement: true,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
 }
