@@ -106,8 +106,8 @@ fn tables_have_headers(doc: &str, section: &str) -> usize {
 fn every_benchmark_table_is_quoted_with_its_header() {
     assert_eq!(
         tables_have_headers("docs/benchmarks.md", "# Benchmarks"),
-        2,
-        "the PID-1 and the workers table"
+        3,
+        "the PID-1, the workers and the reload table"
     );
     assert_eq!(
         tables_have_headers("docs/sizing.md", "What other tools report"),
@@ -150,7 +150,10 @@ fn every_bench_script_prints_the_header_and_times_the_shipped_binary() {
             "bench/{name} builds something else than the shipped binary"
         );
     }
-    assert_eq!(scripts, 4, "pid1.sh, workers.sh, cpu-views.sh, memory.sh");
+    assert_eq!(
+        scripts, 5,
+        "pid1.sh, workers.sh, cpu-views.sh, memory.sh, reload-timeline.sh"
+    );
 }
 
 fn git(args: &[&str]) -> String {
