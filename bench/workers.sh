@@ -12,9 +12,19 @@
 # worker to replacement, SIGTERM to exit, and the manager's idle wake-ups.
 # bench/workers/run.py defines each measurement precisely.
 #
+# RELOAD=1 adds a second table (RELOAD=only: that table alone, about 6
+# minutes): a rolling restart under load. Each server is started anew with
+# 1 and with 2 workers whose app takes APP_STARTUP_DELAY=5 s in its lifespan
+# startup; wrk runs a 20 s window twice, the second time with one SIGHUP to
+# the manager 2 s in; failed requests, max and p99 latency of both windows,
+# and how many of the old workers were gone by the end. The servers: cinit,
+# gunicorn + UvicornWorker, `uvicorn --workers`, and `uvicorn --workers 2
+# --timeout-worker-healthcheck 30` (uvicorn gives a restart up when the new
+# worker is not ready within that timeout, 5 s by default).
+#
 # Prints a header (command, commit, date, machine, binary, peers' versions:
 # bench/header.sh) and one markdown table on stdout (progress on stderr);
-# about 2 minutes once built. Kills every process it started, also on
+# about 2 minutes once built (RELOAD=1: 8). Kills every process it started, also on
 # failure or Ctrl-C.
 #
 # Measures the shipped binary: `bash .ci/release` builds it (static, musl,
@@ -26,11 +36,19 @@
 #     bench/workers.sh > table.md
 # Environment: CARGO_TARGET_DIR (default target), WRK_ARGS ("-t2 -c50 -d5s"),
 # WRK_RUNS (3), WARMUP (3s), IDLE_S (10), BENCH_INSTALL (1: install without
-# asking).
+# asking); for the reload table: RELOAD (0; 1; only), RELOAD_WRK ("-t2 -c50"),
+# RELOAD_S (20: the window, s), RELOAD_RUNS (1: rounds of baseline + HUP
+# per server; medians with more), RELOAD_HUP_AT (2: s into the window),
+# RELOAD_STARTUP (5: APP_STARTUP_DELAY, s), RELOAD_SERVERS (all of
+# "cinit,gunicorn,uvicorn,uvicorn-hc30"; a subset for a quicker look);
+# KEEP_LOGS=1 keeps the servers' logs and wrk's reports (the directory is
+# named on stderr at the end).
 set -eu
 
 say() { echo "workers-bench: $*" >&2; }
 die() { say "$*"; exit 1; }
+
+case ${RELOAD:-0} in 0 | 1 | only) ;; *) die "RELOAD=$RELOAD: expected 0, 1 or only" ;; esac
 
 cd "$(dirname "$0")/.."
 . bench/header.sh
@@ -81,7 +99,11 @@ cleanup() {
             done
         done
     fi
-    rm -rf "$STATE"
+    if [ "${KEEP_LOGS:-}" = 1 ]; then
+        say "logs kept in $STATE"
+    else
+        rm -rf "$STATE"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -95,7 +117,14 @@ say "nproc $(nproc); load$(uptime | sed 's/.*load average//')"
 PEERS=$(python3 -c 'import platform
 from importlib.metadata import version
 print(", ".join(["Python " + platform.python_version()] + [p + " " + version(p) for p in ("fastapi", "uvicorn", "gunicorn")]))')
-bench_header "bash bench/workers.sh" "WRK_ARGS=\"${WRK_ARGS:--t2 -c50 -d5s}\" WRK_RUNS=${WRK_RUNS:-3} WARMUP=${WARMUP:-3s} IDLE_S=${IDLE_S:-10}" \
+SETTINGS="WRK_ARGS=\"${WRK_ARGS:--t2 -c50 -d5s}\" WRK_RUNS=${WRK_RUNS:-3} WARMUP=${WARMUP:-3s} IDLE_S=${IDLE_S:-10}"
+RELOAD_SETTINGS="RELOAD=${RELOAD:-0} RELOAD_WRK=\"${RELOAD_WRK:--t2 -c50}\" RELOAD_S=${RELOAD_S:-20} RELOAD_RUNS=${RELOAD_RUNS:-1} RELOAD_HUP_AT=${RELOAD_HUP_AT:-2} RELOAD_STARTUP=${RELOAD_STARTUP:-5}${RELOAD_SERVERS:+ RELOAD_SERVERS=$RELOAD_SERVERS}"
+case ${RELOAD:-0} in
+    0) ;;
+    1) SETTINGS="$SETTINGS $RELOAD_SETTINGS" ;;
+    only) SETTINGS=$RELOAD_SETTINGS ;;
+esac
+bench_header "bash bench/workers.sh" "$SETTINGS" \
     "$INIT" "$PEERS, $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
 echo
 python3 bench/workers/run.py "$INIT" "$PYBIN" "$APP" "$STATE" &

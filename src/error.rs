@@ -15,9 +15,9 @@ use crate::process::SpawnError;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    /// clap's own message (usage errors, and --help/--version output).
+    /// A usage error, or the text of --help/--version (exit 0).
     #[error("{0}")]
-    Usage(clap::Error),
+    Usage(crate::config::Usage),
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error("{0}")]
@@ -43,12 +43,12 @@ impl Error {
         }
     }
 
-    /// Prints the error the way users see it: clap's own rendering for
-    /// usage, one `cinit: ...` line otherwise.
+    /// Prints the error the way users see it: the usage text as it is,
+    /// one `cinit: ...` line otherwise.
     pub fn report(&self) {
         match self {
             Error::Usage(e) => {
-                let _ = e.print();
+                e.print();
             }
             other => crate::log::error(&other.to_string()),
         }
@@ -58,7 +58,7 @@ impl Error {
 /// The exit code for an error.
 pub fn exit_code(e: &Error) -> i32 {
     match e {
-        Error::Usage(e) => e.exit_code(),
+        Error::Usage(e) => e.code,
         Error::Config(_) => 2,
         Error::Spawn(e) => e.exit_code(),
         Error::Bind(_) | Error::Failed(_) | Error::Io { .. } => 1,

@@ -37,10 +37,50 @@ Definitions (the same for every server):
 * idle wake-ups: voluntary + involuntary context switches of every thread
   of the manager (/proc/PID/task/*/status) over 10 s with no traffic; the
   workers' are reported too.
+
+Reload (RELOAD=1 or RELOAD=only; one server after the other, 1 and then 2
+workers each, every server started anew with APP_STARTUP_DELAY=RELOAD_STARTUP
+seconds of lifespan startup):
+
+* ready: the first answer, then GET /pid on fresh connections until every
+  worker (every process holding the socket) has answered once; then a 2 s
+  `wrk RELOAD_WRK` warm-up.
+* window: one `wrk RELOAD_WRK -dRELOAD_S --timeout RELOAD_S --latency` run
+  (keep-alive connections, each with one request outstanding at all
+  times). The baseline window runs first, with no signal; the reload
+  window follows on the same server, with one SIGHUP to the manager
+  RELOAD_HUP_AT seconds after wrk started. RELOAD_RUNS (1) rounds of the
+  two on the same server (each round once all N workers answer again);
+  with several, the table gives the median and each round's value, and
+  the target compares the medians. --timeout is the window's length
+  because wrk 4.1.0 leaves a response slower than --timeout (default 2 s)
+  out of the latency figures and counts it as a "timeout" error instead.
+* failed requests: the sum of what wrk 4.1.0 reports. Socket errors:
+  connect (socket()/connect() failed at once), read (read() failed, e.g.
+  ECONNRESET, or the server closed the connection, EOF, while a request was
+  outstanding), write (write() failed: EPIPE, ECONNRESET, or ECONNREFUSED of
+  a connection refused after connect() returned EINPROGRESS), timeout (a
+  response that took ≥ --timeout); and "Non-2xx or 3xx" (status ≥ 400).
+  After each socket error wrk opens a new connection; the request that was
+  outstanding is lost, never retried. A request still without an answer
+  when the window ends is counted nowhere.
+* max, p99: wrk's latency Max and its 99 % line. wrk corrects its histogram
+  for coordinated omission (stats_correct: a response that took k times the
+  mean interval adds k-1 synthetic samples below it), so a stall raises p99
+  far more than one slow response would; max is a real response.
+* replaced: how many of the workers serving before the HUP had exited by
+  the end of the window, and the time from the HUP until the last of them
+  had (polled every 50 ms in /proc).
+* connections on the old workers: wrk's established connections held by
+  each worker serving before the HUP, its peak over the window (sampled
+  every 50 ms, in both windows), summed. wrk closes a connection only
+  after an error, so a worker's peak is what it held when it was told to
+  stop: the connections a stopping worker can close under a request.
 """
 
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -53,6 +93,13 @@ WRK_ARGS = os.environ.get("WRK_ARGS", "-t2 -c50 -d5s").split()
 WRK_RUNS = int(os.environ.get("WRK_RUNS", "3"))
 WARMUP = os.environ.get("WARMUP", "3s")
 IDLE_S = float(os.environ.get("IDLE_S", "10"))
+RELOAD = os.environ.get("RELOAD", "0")  # 0: off; 1: after the main table; only
+RELOAD_S = int(os.environ.get("RELOAD_S", "20"))
+RELOAD_RUNS = int(os.environ.get("RELOAD_RUNS", "1"))
+RELOAD_HUP_AT = float(os.environ.get("RELOAD_HUP_AT", "2"))
+RELOAD_STARTUP = os.environ.get("RELOAD_STARTUP", "5")
+RELOAD_WRK = shlex.split(os.environ.get("RELOAD_WRK", "-t2 -c50"))
+RELOAD_SERVERS = os.environ.get("RELOAD_SERVERS", "cinit,gunicorn,uvicorn,uvicorn-hc30").split(",")
 PATH = "/items/5?q=somequery"
 EXPECT = b'{"item_id":5,"q":"somequery"}'
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -261,7 +308,13 @@ def answering_pid(port):
 # ---------------------------------------------------------------- wrk
 
 def conn_split(port, pids):
-    """Established connections on local port PORT held by each of PIDS."""
+    """Established connections on local port PORT held by each of PIDS,
+    most first."""
+    return sorted(conn_counts(port, pids).values(), reverse=True)
+
+
+def conn_counts(port, pids):
+    """{pid: established connections on local port PORT it holds}."""
     est = set()
     hexport = f":{port:04X}"
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -271,7 +324,7 @@ def conn_split(port, pids):
                 cols = line.split()
                 if cols[1].endswith(hexport) and cols[3] == "01":
                     est.add(f"socket:[{cols[9]}]")
-    out = []
+    out = {}
     for pid in pids:
         n = 0
         try:
@@ -282,8 +335,8 @@ def conn_split(port, pids):
                     pass
         except OSError:
             pass
-        out.append(n)
-    return sorted(out, reverse=True)
+        out[pid] = n
+    return out
 
 
 def wrk(port, args, split_of=None):
@@ -325,21 +378,39 @@ def kill_session(sid):
             pass
 
 
-def measure(name, argv, port, logpath):
-    r = {"name": name}
+def start_server(name, argv, logpath, extra_env=None):
+    """Start ARGV in its own session (its sid recorded for the shell's
+    trap), output to LOGPATH; returns the Popen, the log file and the
+    monotonic time taken just before the fork."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CINIT_", "UVICORN_", "GUNICORN_"))
-           and k not in ("WEB_CONCURRENCY", "LISTEN_FDS", "LISTEN_PID")}
+           if not k.startswith(("CINIT_", "UVICORN_", "GUNICORN_", "APP_"))
+           and k not in ("WEB_CONCURRENCY", "LISTEN_FDS", "LISTEN_PID",
+                         "NOTIFY_SOCKET")}
     env["PATH"] = PYBIN + os.pathsep + env.get("PATH", "")
+    env.update(extra_env or {})
     logf = open(logpath, "wb")
     log(f"{name}: {' '.join(argv)}  (log: {logpath})")
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=APP_DIR, env=env, stdin=subprocess.DEVNULL,
                             stdout=logf, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    sid = proc.pid
     with open(os.path.join(STATE, "sids"), "a") as f:
-        f.write(f"{sid}\n")
+        f.write(f"{proc.pid}\n")
+    return proc, logf, t0
+
+
+def stop_server(proc, logf):
+    kill_session(proc.pid)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    logf.close()
+
+
+def measure(name, argv, port, logpath):
+    r = {"name": name}
+    proc, logf, t0 = start_server(name, argv, logpath)
+    sid = proc.pid
     try:
         r["startup_ms"] = (wait_first_answer(port, proc) - t0) * 1e3
         log(f"{name}: first answer after {r['startup_ms']:.0f} ms")
@@ -453,11 +524,267 @@ def measure(name, argv, port, logpath):
                   else " by more than 3 s") if left else ""))
         return r
     finally:
-        kill_session(sid)
+        stop_server(proc, logf)
+
+
+# ---------------------------------------------------------------- reload
+
+TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def ms(text):
+    """wrk's formatted time (12.5us, 3.20ms, 5.51s, 1.02m) in ms."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise RuntimeError(f"cannot read wrk's time {text!r}")
+    return float(m.group(1)) * TIME_UNITS[m.group(2)]
+
+
+def parse_wrk(out):
+    """The figures of one wrk 4.1.0 report (see the docstring)."""
+    lat = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M)
+    done = re.search(r"^\s+(\d+) requests in", out, re.M)
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                     r"timeout (\d+)", out)
+    status = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not (lat and p99 and done):
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    r = {"max_ms": ms(lat.group(3)), "p99_ms": ms(p99.group(1)),
+         "requests": int(done.group(1))}
+    for i, k in enumerate(("connect", "read", "write", "timeout")):
+        r[k] = int(errs.group(i + 1)) if errs else 0
+    r["status"] = int(status.group(1)) if status else 0
+    r["failed"] = sum(r[k] for k in ("connect", "read", "write", "timeout", "status"))
+    return r
+
+
+def serving(manager, port):
+    """The processes that hold the socket: the workers, or the manager
+    itself when it serves alone (plain uvicorn with --workers 1)."""
+    ws = workers(manager, port)
+    if not ws and holds(manager, listen_inode(port)):
+        return [manager]
+    return ws
+
+
+def wait_all_answer(port, proc, n, limit=60.0):
+    """GET /pid on fresh connections until N distinct workers of PROC have
+    answered (all of them done with their lifespan startup)."""
+    seen = set()
+    t_end = time.monotonic() + limit
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        ws = set(serving(proc.pid, port))
+        try:
+            pid = answering_pid(port)
+        except (OSError, RuntimeError):
+            pid = None
+        if pid is not None:
+            seen.add(pid)
+        if len(ws) == n and ws <= seen:
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"not all {n} workers answered within {limit:.0f} s "
+                       f"(answered: {sorted(seen)})")
+
+
+def window(port, proc, hup, outpath):
+    """One wrk window; with HUP, one SIGHUP to the manager RELOAD_HUP_AT s in.
+    wrk's report is kept in OUTPATH."""
+    before = serving(proc.pid, port)
+    p = subprocess.Popen(
+        ["wrk", *RELOAD_WRK, f"-d{RELOAD_S}s", f"--timeout={RELOAD_S}s", "--latency",
+         f"http://127.0.0.1:{port}{PATH}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The same polling in both windows, so that its cost is in the baseline
+    # too: every 50 ms, the connections each worker of before holds (their
+    # peak: with wrk a connection ends only on an error, so a worker holds
+    # its most just before it stops and closes them) and whether it runs.
+    t_start = time.monotonic()
+    t_hup = t_gone = None
+    peak = dict.fromkeys(before, 0)
+    while p.poll() is None:
+        for pid, n in conn_counts(port, before).items():
+            peak[pid] = max(peak[pid], n)
+        if hup and t_hup is None and time.monotonic() - t_start >= RELOAD_HUP_AT:
+            t_hup = time.monotonic()
+            os.kill(proc.pid, signal.SIGHUP)
+        if t_hup is not None and t_gone is None and not live(before):
+            t_gone = time.monotonic()
+        time.sleep(0.05)
+    out, err = p.communicate()
+    with open(outpath, "w") as f:
+        f.write(out + err)
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk failed: {err.strip()}")
+    r = parse_wrk(out)
+    r["n_before"] = len(before)
+    r["conns_peak"] = sum(peak.values())
+    r["replaced"] = len(before) - len(live(before))
+    r["roll_s"] = None if t_gone is None else t_gone - t_hup
+    r["manager_exit"] = proc.poll()
+    return r
+
+
+def reload_pair(name, argv, port, n, logpath):
+    """Start the server, wait for all N workers, warm up, then RELOAD_RUNS
+    rounds of a baseline window and a reload window (see the docstring);
+    returns one {"baseline": ..., "HUP": ...} per round."""
+    proc, logf, _ = start_server(f"{name} ({n})", argv, logpath,
+                                 {"APP_STARTUP_DELAY": RELOAD_STARTUP})
+    try:
+        wait_first_answer(port, proc)
+        wait_all_answer(port, proc, n)
+        log(f"{name} ({n}): all {n} worker(s) answer; warm-up wrk 2s")
+        subprocess.run(["wrk", *RELOAD_WRK, "-d2s", f"http://127.0.0.1:{port}{PATH}"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        rounds = []
+        for i in range(RELOAD_RUNS):
+            if i:
+                # The last roll may still be under way: N workers again,
+                # each of them answering, before the next baseline.
+                wait_all_answer(port, proc, n)
+            out = {}
+            rounds.append(out)
+            for hup in (False, True):
+                label = "HUP" if hup else "baseline"
+                tag = f"{name} ({n}), round {i + 1}/{RELOAD_RUNS}, {label}"
+                log(f"{tag}: wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s"
+                    + (f", SIGHUP after {RELOAD_HUP_AT:g} s" if hup else ""))
+                r = window(port, proc, hup, f"{logpath[:-4]}-{i + 1}-{label}.wrk")
+                out[label] = r
+                log(f"{tag}: {r['requests']} requests, {r['failed']} failed "
+                    f"(connect {r['connect']}, read {r['read']}, write {r['write']}, "
+                    f"timeout {r['timeout']}, status {r['status']}), max "
+                    f"{r['max_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+                    + (f"; {r['replaced']}/{r['n_before']} old workers (at most "
+                       f"{r['conns_peak']} connections on them) gone"
+                       + (f" {r['roll_s']:.2f} s after the HUP" if r["roll_s"] is not None
+                          else "")
+                       if hup else "")
+                    + (f"; manager exited ({exit_text(r['manager_exit'])})"
+                       if r["manager_exit"] is not None else ""))
+                if r["manager_exit"] is not None:
+                    return rounds
+        return rounds
+    finally:
         if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        logf.close()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        stop_server(proc, logf)
+
+
+def exit_text(code):
+    if code < 0:
+        return signal.Signals(-code).name
+    return f"code {code}"
+
+
+def reload_table():
+    uv = os.path.join(PYBIN, "uvicorn")
+    gu = os.path.join(PYBIN, "gunicorn")
+    servers = [
+        ("cinit", "cinit", (1, 2), lambda p, n: [
+            INIT, "--workers", str(n), "--listen", f"127.0.0.1:{p}",
+            "--", uv, "app.main:app", "--fd", "3", "--no-access-log"]),
+        ("gunicorn", "gunicorn + UvicornWorker", (1, 2), lambda p, n: [
+            gu, "-k", "uvicorn.workers.UvicornWorker", "-w", str(n),
+            "-b", f"127.0.0.1:{p}", "app.main:app"]),
+        ("uvicorn", "`uvicorn --workers`", (1, 2), lambda p, n: [
+            uv, "app.main:app", "--workers", str(n), "--host", "127.0.0.1",
+            "--port", str(p), "--no-access-log"]),
+        # uvicorn's supervisor waits for a new worker at most
+        # --timeout-worker-healthcheck (5 s) before it gives the restart
+        # up; with a 5 s startup it never finishes one. The same with time
+        # enough (uvicorn with one worker has no supervisor: 2 only).
+        ("uvicorn-hc30", "`uvicorn --workers --timeout-worker-healthcheck 30`", (2,),
+         lambda p, n: [
+            uv, "app.main:app", "--workers", str(n), "--host", "127.0.0.1",
+            "--port", str(p), "--no-access-log", "--timeout-worker-healthcheck", "30"]),
+    ]
+    unknown = set(RELOAD_SERVERS) - {key for key, *_ in servers}
+    if unknown:
+        raise SystemExit(f"RELOAD_SERVERS: unknown {', '.join(sorted(unknown))}")
+    rows = []
+    for key, name, counts, argv in servers:
+        if key not in RELOAD_SERVERS:
+            continue
+        for n in counts:
+            port = free_port()
+            slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            res = reload_pair(name, argv(port, n), port, n,
+                              os.path.join(STATE, f"reload-{slug}-{n}.log"))
+            rows.append((name, n, res))
+
+    def failed(r):
+        parts = [f"{r[k]} {k}" for k in ("connect", "read", "write", "timeout") if r[k]]
+        if r["status"]:
+            parts.append(f"{r['status']} status ≥ 400")
+        return f"{r['failed']:,}" + (f" ({', '.join(parts)})" if parts else "")
+
+    def cell(vals, fmt):
+        """One value, or with several rounds their median and each."""
+        if len(vals) == 1:
+            return fmt(vals[0])
+        return f"{fmt(statistics.median(vals))} ({', '.join(fmt(v) for v in vals)})"
+
+    def roll(hs):
+        text = ", ".join(f"{h['replaced']} of {h['n_before']}" for h in hs)
+        times = [f"{h['roll_s']:.1f}" if h["roll_s"] is not None else "–" for h in hs]
+        if any(h["roll_s"] is not None for h in hs):
+            text += f"; the last {', '.join(times)} s after the HUP"
+        text += (f"; at most {', '.join(str(h['conns_peak']) for h in hs)} "
+                 "connections on them")
+        for h in hs:
+            if h["manager_exit"] is not None:
+                text += f"; the manager exited ({exit_text(h['manager_exit'])})"
+        return text
+
+    def f1(x):
+        return f"{x:.1f}"
+
+    runs = f", {RELOAD_RUNS} rounds: median (each)" if RELOAD_RUNS > 1 else ""
+    print(f"| server | workers | window (wrk {' '.join(RELOAD_WRK)} -d{RELOAD_S}s{runs}) "
+          "| requests | failed requests | max latency, ms | p99, ms "
+          "| old workers gone by the window's end |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    verdicts = []
+    for name, n, rounds in rows:
+        bs = [x["baseline"] for x in rounds]
+        hs = [x["HUP"] for x in rounds if "HUP" in x]
+        print(f"| {name} | {n} | baseline | {cell([b['requests'] for b in bs], '{:,.0f}'.format)} "
+              f"| {'; '.join(failed(b) for b in bs)} "
+              f"| {cell([b['max_ms'] for b in bs], f1)} "
+              f"| {cell([b['p99_ms'] for b in bs], f1)} | – |")
+        if not hs:
+            print(f"| {name} | {n} | HUP | – | – | – | – | "
+                  f"the manager exited during the baseline |")
+            continue
+        b_max = statistics.median(b["max_ms"] for b in bs)
+        h_max = statistics.median(h["max_ms"] for h in hs)
+        print(f"| {name} | {n} | HUP at {RELOAD_HUP_AT:g} s "
+              f"| {cell([h['requests'] for h in hs], '{:,.0f}'.format)} "
+              f"| {'; '.join(failed(h) for h in hs)} "
+              f"| {cell([h['max_ms'] for h in hs], f1)} [{h_max - b_max:+.1f}] "
+              f"| {cell([h['p99_ms'] for h in hs], f1)} | {roll(hs)} |")
+        if name == "cinit":
+            ok = (all(h["failed"] == 0 and h["replaced"] == h["n_before"] for h in hs)
+                  and len(hs) == len(bs) and h_max - b_max <= 50)
+            verdicts.append(
+                f"Target (cinit, {n} worker{'s' if n > 1 else ''}: 0 failed requests, "
+                f"max latency within 50 ms of the baseline's, every worker replaced): "
+                f"{'**met**' if ok else '**missed**'}: "
+                f"{', '.join(str(h['failed']) for h in hs)} failed, max {h_max:.1f} vs "
+                f"{b_max:.1f} ms ({h_max - b_max:+.1f}), "
+                f"{', '.join(str(h['replaced']) for h in hs)} of {n} replaced.  ")
+    print()
+    for v in verdicts:
+        print(v)
 
 
 # ---------------------------------------------------------------- main
@@ -466,7 +793,7 @@ def fmt_mib(kib):
     return "–" if kib is None else f"{kib / 1024:.1f}"
 
 
-def main():
+def main_table():
     uv = os.path.join(PYBIN, "uvicorn")
     gu = os.path.join(PYBIN, "gunicorn")
     servers = [
@@ -535,6 +862,17 @@ def main():
           f"{margin/1024:.1f} MiB lower, arbiter {g['mgr_rss']/1024:.1f} MiB | | |")
     print(f"| Target: idle init, 2 idle workers: 0 wake-ups/s | {verdict(t3)}: "
           f"{c['mgr_wakeups']:.1f}/s | | |")
+
+
+def main():
+    if RELOAD not in ("0", "1", "only"):
+        raise SystemExit(f"RELOAD={RELOAD!r}: expected 0, 1 or only")
+    if RELOAD != "only":
+        main_table()
+    if RELOAD != "0":
+        if RELOAD != "only":
+            print()
+        reload_table()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ use crate::vocab::{
     Amount, ControlSocket, Identity, ListenAddr, LogFormat, ReadyMode, Request, RestartPolicy,
     Signal, SignalRule, SocketPerms, UserSpec, WaitTarget, Workers,
 };
-pub use cli::{parse as parse_args, Args};
+pub use cli::{parse as parse_args, Args, Usage};
 use layers::Layers;
 pub use layers::{Env, ProcessEnv};
 use options::{Kind, SETTINGS};

@@ -26,7 +26,7 @@ fn resolve_args(
     args: &[&str],
     env: &[(&'static str, &'static str)],
 ) -> Result<Config, ConfigError> {
-    let a = parse_args(args.iter().copied()).expect("clap");
+    let a = parse_args(args.iter().copied()).expect("arguments");
     resolve(&a, &FakeEnv(env.to_vec()))
 }
 
@@ -624,7 +624,7 @@ fn users(
     vars: &[(&'static str, &'static str)],
     init: crate::users::Credentials,
 ) -> Result<Config, ConfigError> {
-    let a = parse_args(args.iter().copied()).expect("clap");
+    let a = parse_args(args.iter().copied()).expect("arguments");
     resolve(
         &a,
         &UsersEnv {

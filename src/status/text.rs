@@ -71,7 +71,13 @@ fn worker_row(
     } else {
         label(p, s.slot, tag)
     };
-    let state = state.to_string();
+    // The details the JSON has as fields: why a worker is being stopped,
+    // when a slot without one starts again.
+    let state = match (w.and_then(|w| w.failing), s.restart_in_s) {
+        (Some(why), _) if state == "stopping" => format!("stopping ({why})"),
+        (None, Some(t)) if w.is_none() => format!("{state} ({}s)", format_number(t)),
+        _ => state.to_string(),
+    };
     vec![
         slot,
         or_dash(w.map(|w| w.pid.to_string())),
