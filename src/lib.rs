@@ -33,6 +33,7 @@ pub mod listeners;
 pub mod log;
 pub mod memory;
 pub mod notify;
+pub mod output;
 pub mod plan;
 pub mod prestart;
 pub mod process;

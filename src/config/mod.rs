@@ -13,6 +13,7 @@ pub mod cli;
 pub mod file;
 pub mod layers;
 pub mod options;
+pub mod procfile;
 pub mod steps;
 mod words;
 
