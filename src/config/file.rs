@@ -188,9 +188,9 @@ mod tests {
             e.starts_with("c.toml:2:3: key `workerz`: unknown key (did you mean `workers`?)"),
             "{e}"
         );
-        let e = parse_err("[programs.web]\ncommand = \"x\"\n");
+        let e = parse_err("[programz.web]\ncommand = \"x\"\n");
         assert!(
-            e.contains("key `programs`: unknown key (known keys:"),
+            e.contains("key `programz`: unknown key (did you mean `programs`?)"),
             "{e}"
         );
     }

@@ -14,6 +14,7 @@ pub mod file;
 pub mod layers;
 pub mod options;
 pub mod procfile;
+pub mod programs;
 pub mod steps;
 mod words;
 
@@ -82,6 +83,12 @@ impl ConfigError {
 /// hold it when no layer sets them.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
+    /// Several programs (a Procfile, `[programs.NAME]` tables); empty for
+    /// the single command.
+    pub programs: Vec<programs::ProgramConfig>,
+    pub procfile: Option<PathBuf>,
+    /// Prefix the children's lines; `None`: on with a Procfile.
+    pub log_prefix: Option<bool>,
     pub file: Option<PathBuf>,
     pub dry_run: bool,
     pub json: bool,
@@ -238,8 +245,23 @@ pub fn resolve_with(
     c.steps = steps::resolve(&layers, &c)?;
     c.command = command(args, file)?;
     c.warnings = layers.unknown_env();
+    let procfile_text = c.procfile.as_deref().map(file::read).transpose()?;
+    c.programs = programs::resolve(
+        &c,
+        file,
+        c.procfile.as_deref().zip(procfile_text.as_deref()),
+    )?;
+    if !c.programs.is_empty() && !c.command.is_empty() {
+        return Err(ConfigError::Invalid(
+            "a command and several programs (a Procfile or [programs.NAME] tables) are both given: give the command as a program".into(),
+        ));
+    }
     validate(&c)?;
     resolve_users(&mut c, env)?;
+    for p in &mut c.programs {
+        resolve_users(&mut p.config, env)?;
+        p.config.warnings.clear();
+    }
     Ok(c)
 }
 
@@ -308,7 +330,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "--control none: there is no control socket to ask".into(),
         ));
     }
-    if c.probe.is_none() && c.request.is_none() && c.command.is_empty() {
+    if c.probe.is_none() && c.request.is_none() && c.command.is_empty() && c.programs.is_empty() {
         return Err(ConfigError::Invalid(
             "no command to run: give one after the options (init [OPTIONS] -- COMMAND [ARG]...) or as `command` in the config file".into(),
         ));

@@ -50,6 +50,8 @@ pub enum Kind {
     Step { sep: Option<char>, parse: StepParse },
     /// The file's `steps` list (see `steps`).
     StepList,
+    /// The file's `[programs.NAME]` tables (see `programs`).
+    Programs,
     /// The command: the words after the options, or the file's `command`.
     Command,
     /// `--config`: read before everything else, to find the file.
@@ -598,6 +600,30 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        key: "procfile",
+        option: Some("procfile"),
+        value: "PATH",
+        env: Some("CINIT_PROCFILE"),
+        kind: Kind::Scalar(|c, v| {
+            if v.trim().is_empty() {
+                return Err("the path is empty".into());
+            }
+            c.procfile = Some(PathBuf::from(v));
+            Ok(())
+        }),
+        help: "Run several programs, one per `NAME: command` line of this file (Heroku's Procfile); [programs.NAME] tables of the TOML file set each one's settings",
+        why: "The format many repositories have already (foreman, honcho, overmind). Each program runs one worker unless its table says otherwise; `web` gets the --listen sockets and the worker count.",
+        ..BASE
+    },
+    Setting {
+        key: "programs",
+        env: None,
+        kind: Kind::Programs,
+        help: "Several programs: [programs.NAME] tables, each with a command and its own settings (workers, listen, ready, restart, stop_signal, graceful_timeout, user, the memory guard), after = [\"NAME\", ...], critical = false, memory = \"SIZE\"",
+        why: "A table per program keeps each one's settings next to its command; what a table leaves out comes from the global settings (docs/programs.md).",
+        ..BASE
+    },
+    Setting {
         key: "steps",
         env: None,
         kind: Kind::StepList,
@@ -884,6 +910,25 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        key: "log_prefix",
+        option: Some("log-prefix"),
+        value: "on|off|auto",
+        env: Some("CINIT_LOG_PREFIX"),
+        kind: Kind::Scalar(|c, v| {
+            c.log_prefix = match v.trim().to_ascii_lowercase().as_str() {
+                "auto" => None,
+                "on" | "true" | "1" | "yes" => Some(true),
+                "off" | "false" | "0" | "no" => Some(false),
+                _ => return Err(format!("`{v}` is not on, off or auto")),
+            };
+            Ok(())
+        }),
+        default: Default::Value("auto"),
+        help: "Prefix each line the children print with `NAME.SLOT | ` (the init copies their output, whole lines only); auto: on with a Procfile",
+        why: "foreman and honcho prefix lines with the process name, and several programs in one container want it; off, the children write to the container's stdout and stderr themselves, with no copy.",
+        ..BASE
+    },
+    Setting {
         key: "root",
         option: Some("root"),
         value: "DIR",
@@ -1114,7 +1159,7 @@ mod tests {
                 assert_eq!(e, format!("CINIT_{}", s.key.to_ascii_uppercase()));
             }
             assert!(!s.help.is_empty() && !s.why.is_empty(), "{}", s.key);
-            let takes_value = !matches!(s.kind, Kind::Switch(_) | Kind::StepList);
+            let takes_value = !matches!(s.kind, Kind::Switch(_) | Kind::StepList | Kind::Programs);
             assert_eq!(takes_value, !s.value.is_empty(), "{}", s.key);
         }
         let mut keys: Vec<_> = SETTINGS.iter().map(|s| s.key).collect();
@@ -1149,7 +1194,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("the file also takes `steps` and `command`."),
+            t.contains("the file also takes `programs`, `steps` and `command`."),
             "{t}"
         );
         assert!(

@@ -698,3 +698,96 @@ fn a_memory_threshold_below_a_mib_is_refused() {
     assert!(resolve_args(&["init", "--memory-high", "85%", "--", "x"], &[]).is_ok());
     assert!(resolve_args(&["init", "--max-worker-memory", "300MiB", "--", "x"], &[]).is_ok());
 }
+
+// ---- several programs ----------------------------------------------------
+
+fn programs_from(toml: &str, procfile: Option<&str>, extra: &[&str]) -> Result<Config, String> {
+    let f = TempFile::new(toml);
+    let p = procfile.map(TempFile::new);
+    let mut args = vec!["init", "--config", f.path()];
+    if let Some(p) = &p {
+        args.extend(["--procfile", p.path()]);
+    }
+    args.extend_from_slice(extra);
+    resolve_args(&args, &[]).map_err(|e| e.to_string())
+}
+
+#[test]
+fn programs_come_from_tables_with_their_own_settings() {
+    let c = programs_from(
+        "graceful_timeout = \"5s\"\n\
+         [programs.web]\ncommand = \"uvicorn app:app --fd 3\"\nworkers = \"auto\"\nlisten = [\":8000\"]\n\
+         [programs.worker]\ncommand = [\"python3\", \"-m\", \"worker\"]\nafter = [\"web\"]\ncritical = false\nmemory = \"300MiB\"\nstop_signal = \"INT\"\n",
+        None,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.programs.len(), 2);
+    let (web, worker) = (&c.programs[0], &c.programs[1]);
+    assert_eq!(web.name, "web");
+    assert_eq!(web.config.workers, Some(Workers::Auto));
+    assert_eq!(web.config.listen.len(), 1);
+    assert_eq!(
+        worker.command,
+        ["python3", "-m", "worker"].map(OsString::from)
+    );
+    assert_eq!(worker.after, ["web"]);
+    assert!(!worker.critical && web.critical);
+    assert_eq!(worker.memory, Some(300 << 20));
+    assert_eq!(worker.config.workers, Some(Workers::Fixed(1)));
+    assert_eq!(worker.config.stop_signal, Some(Signal::INT));
+    assert!(worker.config.listen.is_empty());
+    // The global settings are every program's defaults.
+    assert_eq!(worker.config.graceful_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn a_procfile_gives_commands_and_tables_the_rest() {
+    let c = programs_from(
+        "[programs.worker]\nworkers = 2\n",
+        Some("# app\nweb: uvicorn app:app --fd 3\nworker: python3 -m worker\nclock: python3 clock.py\n"),
+        &["--listen", ":8000", "--workers", "3"],
+    )
+    .unwrap();
+    let names: Vec<&str> = c.programs.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["web", "worker", "clock"]);
+    // `web` takes the global sockets and count; the others one worker.
+    assert_eq!(c.programs[0].config.listen.len(), 1);
+    assert_eq!(c.programs[0].config.workers, Some(Workers::Fixed(3)));
+    assert_eq!(c.programs[1].config.workers, Some(Workers::Fixed(2)));
+    assert_eq!(c.programs[2].config.workers, Some(Workers::Fixed(1)));
+    assert!(c.programs[2].config.listen.is_empty());
+}
+
+#[test]
+fn program_mistakes_are_configuration_errors() {
+    let cases: &[(&str, Option<&str>, &str)] = &[
+        (
+            "[programs.a]\ncommand = \"x\"\nafter = [\"b\"]\n[programs.b]\ncommand = \"y\"\nafter = [\"a\"]\n",
+            None,
+            "cycle: a -> b -> a",
+        ),
+        ("[programs.a]\ncommand = \"x\"\nafter = [\"nope\"]\n", None, "names no program"),
+        (
+            "[programs.a]\ncommand = \"x\"\nlisten = \":8000\"\n[programs.b]\ncommand = \"y\"\nlisten = \":8000\"\n",
+            None,
+            "both listen on 0.0.0.0:8000",
+        ),
+        (
+            "[programs.a]\ncommand = \"x\"\nworkers = \"auto\"\n[programs.b]\ncommand = \"y\"\nworkers = \"auto\"\n",
+            None,
+            "only one program can size itself",
+        ),
+        ("[programs.a]\nworkers = 2\n", None, "has no command"),
+        ("[programs.a]\ncommand = \"x\"\nshutdown_delay = \"1s\"\n", None, "not a setting of a program"),
+        ("[programs.a]\ncommand = \"x\"\n", Some("a: y\n"), "gives this program's command already"),
+        ("", Some("web uvicorn\n"), ":1: `web uvicorn` has no name"),
+        ("[programs.\"a b\"]\ncommand = \"x\"\n", None, "not a program name"),
+    ];
+    for (toml, procfile, want) in cases {
+        let e = programs_from(toml, *procfile, &[]).unwrap_err();
+        assert!(e.contains(want), "{toml:?} {procfile:?}: {e}");
+    }
+    let e = programs_from("[programs.a]\ncommand = \"x\"\n", None, &["--", "y"]).unwrap_err();
+    assert!(e.contains("a command and several programs"), "{e}");
+}
