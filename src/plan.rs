@@ -76,6 +76,117 @@ pub struct Plan {
     /// What HUP needs to size again with fresh limits.
     #[serde(skip)]
     pub resize: Option<(PathBuf, SizingInput)>,
+    /// Every program in start order: one named "" for `init COMMAND`,
+    /// one per Procfile line or `[programs.NAME]` table otherwise. The
+    /// top-level `command`, `workers`, `listen`, `user`, `ready`,
+    /// `restart` and `memory` describe the program TTIN and TTOU act on
+    /// (`web`, or the first).
+    pub programs: Vec<ProgramPlan>,
+    /// `--log-prefix`: the children's lines come through the init, each
+    /// with a `NAME.SLOT | ` prefix.
+    pub log_prefix: bool,
+}
+
+/// One program of the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramPlan {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(skip)]
+    pub argv: Vec<OsString>,
+    pub workers: WorkerPlan,
+    pub listen: Vec<ListenPlan>,
+    pub backlog: u32,
+    pub socket: SocketPerms,
+    pub user: Option<Identity>,
+    pub restart: RestartPlan,
+    pub ready: ReadyPlan,
+    pub memory: MemoryPlan,
+    /// `None` in plain mode without --stop-signal (the received signal is
+    /// passed on).
+    pub stop_signal: Option<Signal>,
+    #[serde(serialize_with = "secs", rename = "graceful_timeout_s")]
+    pub graceful_timeout: Duration,
+    /// Programs that must be ready before this one starts.
+    pub after: Vec<String>,
+    /// Its crash loop ends the container (exit 1); otherwise it is left
+    /// stopped and the others go on.
+    pub critical: bool,
+    /// When it is stopped: stage 0 first; a program stops only once every
+    /// program started after it has stopped.
+    pub stop_stage: u32,
+    #[serde(skip)]
+    pub resize: Option<(PathBuf, SizingInput)>,
+}
+
+impl ProgramPlan {
+    /// The program a single-program plan describes.
+    fn of(plan: &Plan, name: &str) -> ProgramPlan {
+        ProgramPlan {
+            name: name.to_string(),
+            command: plan.command.clone(),
+            argv: plan.argv.clone(),
+            workers: plan.workers.clone(),
+            listen: plan.listen.clone(),
+            backlog: plan.backlog,
+            socket: plan.socket,
+            user: plan.user.clone(),
+            restart: plan.restart.clone(),
+            ready: plan.ready.clone(),
+            memory: plan.memory.clone(),
+            stop_signal: plan.shutdown.stop_signal,
+            graceful_timeout: plan.shutdown.graceful_timeout,
+            after: Vec::new(),
+            critical: true,
+            stop_stage: 0,
+            resize: plan.resize.clone(),
+        }
+    }
+}
+
+/// The stop stage of each program, given the indices each starts after:
+/// a program no other one starts after stops first (stage 0); one that
+/// others start after stops one stage after the last of them.
+pub fn stop_stages(after: &[Vec<usize>]) -> Vec<u32> {
+    fn stage(i: usize, after: &[Vec<usize>], memo: &mut [Option<u32>], depth: usize) -> u32 {
+        if let Some(s) = memo[i] {
+            return s;
+        }
+        // The configuration refuses cycles; the depth bound only keeps a
+        // bad input from recursing forever.
+        let s = if depth > after.len() {
+            0
+        } else {
+            (0..after.len())
+                .filter(|&j| after[j].contains(&i))
+                .map(|j| stage(j, after, memo, depth + 1) + 1)
+                .max()
+                .unwrap_or(0)
+        };
+        memo[i] = Some(s);
+        s
+    }
+    let mut memo = vec![None; after.len()];
+    (0..after.len())
+        .map(|i| stage(i, after, &mut memo, 0))
+        .collect()
+}
+
+/// The longest the stages can take: the longest graceful timeout of each
+/// stage (`stages[i]`, `timeouts[i]` of program i), added up.
+pub fn staged_timeout(stages: &[u32], timeouts: &[Duration]) -> Duration {
+    let last = stages.iter().copied().max().unwrap_or(0);
+    (0..=last)
+        .map(|stage| {
+            stages
+                .iter()
+                .zip(timeouts)
+                .filter(|(s, _)| **s == stage)
+                .map(|(_, t)| *t)
+                .max()
+                .unwrap_or_default()
+        })
+        .sum()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +200,9 @@ pub struct ControlPlan {
 pub enum Mode {
     Plain,
     Workers,
+    /// Several programs (a Procfile, `[programs.NAME]` tables), each run
+    /// as supervised workers.
+    Programs,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -210,7 +324,7 @@ impl SignalPlan {
         // HUP, TTIN, TTOU: their own meaning in worker mode, unless a rule
         // takes them away.
         let own_role = |sig: Signal, meaning: &str| match rule(sig) {
-            None if mode == Mode::Workers => meaning.to_string(),
+            None if mode != Mode::Plain => meaning.to_string(),
             None => "forward".to_string(),
             Some(None) => ignored(sig),
             Some(Some(to)) => {
@@ -277,11 +391,102 @@ impl Plan {
 
     /// `build` with injected host facts (tests); `None` reads no limits.
     pub fn build_with(config: &Config, host: Option<&HostFacts>) -> Plan {
-        let mut warnings = config.warnings.clone();
         let resources = match host {
             Some(host) => resources::detect(&config.root, host),
             None => Resources::not_read(),
         };
+        if !config.programs.is_empty() {
+            return Plan::build_programs(config, host, resources);
+        }
+        let mut plan = Plan::build_one(config, host, resources);
+        plan.programs = vec![ProgramPlan::of(&plan, "")];
+        plan
+    }
+
+    /// Several programs: each planned as a worker-mode command of its own
+    /// settings; the one `auto` program is sized with the memory the
+    /// others declare (`memory` x their workers) set aside.
+    fn build_programs(config: &Config, host: Option<&HostFacts>, resources: Resources) -> Plan {
+        let mut warnings = config.warnings.clone();
+        let fixed_memory: u64 = config
+            .programs
+            .iter()
+            .filter_map(|p| match (p.config.workers, p.memory) {
+                (Some(Workers::Fixed(n)), Some(m)) => Some(m.saturating_mul(u64::from(n))),
+                _ => None,
+            })
+            .sum();
+        let limit = config.memory.or(resources.memory.as_ref().map(|m| m.value));
+        if let Some(limit) = limit.filter(|l| fixed_memory > *l) {
+            warnings.push(format!(
+                "the programs with a fixed worker count declare {} in all (memory x workers), more than the memory limit {}",
+                format_bytes(fixed_memory),
+                format_bytes(limit)
+            ));
+        }
+        let mut plans: Vec<(ProgramPlan, Plan)> = Vec::new();
+        for p in &config.programs {
+            let mut c = p.config.clone();
+            c.command = p.command.clone();
+            c.steps.clear();
+            c.dry_run = config.dry_run;
+            if c.workers == Some(Workers::Auto) {
+                c.memory_reserve = c.memory_reserve.saturating_add(fixed_memory);
+            }
+            let sub = Plan::build_one(&c, host, resources.clone());
+            for w in &sub.warnings {
+                if !resources.warnings.contains(w) && !config.warnings.contains(w) {
+                    warnings.push(format!("program {}: {w}", p.name));
+                }
+            }
+            let mut pp = ProgramPlan::of(&sub, &p.name);
+            if p.config.origin("workers").is_none() {
+                pp.workers.source = "a program's default".into();
+            }
+            pp.after = p.after.clone();
+            pp.critical = p.critical;
+            if let Some(s) = &mut pp.workers.sizing {
+                if fixed_memory > 0 {
+                    s.formula.push_str(&format!(
+                        "\n(the reserve includes {} the other programs declare)",
+                        format_bytes(fixed_memory)
+                    ));
+                }
+            }
+            plans.push((pp, sub));
+        }
+        let after: Vec<Vec<usize>> = plans
+            .iter()
+            .map(|(p, _)| {
+                p.after
+                    .iter()
+                    .filter_map(|a| plans.iter().position(|(q, _)| &q.name == a))
+                    .collect()
+            })
+            .collect();
+        for (stage, (p, _)) in stop_stages(&after).into_iter().zip(plans.iter_mut()) {
+            p.stop_stage = stage;
+        }
+        let primary = plans.iter().position(|(p, _)| p.name == "web").unwrap_or(0);
+        let programs: Vec<ProgramPlan> = plans.iter().map(|(p, _)| p.clone()).collect();
+        let (_, mut plan) = plans.swap_remove(primary);
+        plan.mode = Mode::Programs;
+        plan.steps = config.steps.clone();
+        plan.prestart_user = config.identities.prestart.clone();
+        plan.signals = SignalPlan::new(Mode::Programs, &config.signal_map);
+        let stages: Vec<u32> = programs.iter().map(|p| p.stop_stage).collect();
+        let timeouts: Vec<Duration> = programs.iter().map(|p| p.graceful_timeout).collect();
+        plan.shutdown.budget = config.shutdown_delay + staged_timeout(&stages, &timeouts);
+        plan.memory.sampling = programs.iter().any(|p| p.memory.sampling);
+        warnings.extend(resources.warnings.iter().cloned());
+        plan.warnings = warnings;
+        plan.programs = programs;
+        plan.log_prefix = config.log_prefix.unwrap_or(true);
+        plan
+    }
+
+    fn build_one(config: &Config, host: Option<&HostFacts>, resources: Resources) -> Plan {
+        let mut warnings = config.warnings.clone();
         let input = sizing_input(config);
         let origin = config.origin("workers").unwrap_or("--workers").to_string();
         let (mode, workers, resize) = match config.workers {
@@ -338,11 +543,11 @@ impl Plan {
 
         let policy = config.restart.unwrap_or(match mode {
             Mode::Plain => RestartPolicy::Never,
-            Mode::Workers => RestartPolicy::Always,
+            Mode::Workers | Mode::Programs => RestartPolicy::Always,
         });
         let stop_signal = match (config.stop_signal, mode) {
             (Some(s), _) => Some(s),
-            (None, Mode::Workers) => Some(Signal::TERM),
+            (None, Mode::Workers | Mode::Programs) => Some(Signal::TERM),
             (None, Mode::Plain) => None,
         };
         let ready = ReadyPlan {
@@ -444,6 +649,8 @@ impl Plan {
             metrics: config.metrics.clone(),
             warnings,
             resize,
+            programs: Vec::new(),
+            log_prefix: config.log_prefix.unwrap_or(false),
         }
     }
 
@@ -457,15 +664,22 @@ impl Plan {
         let r = &self.resources;
         let _ = writeln!(o, "cinit plan (dry run: nothing was started)");
         let _ = writeln!(o);
-        let _ = writeln!(o, "command     {}", shell_join(&self.command));
+        if self.mode != Mode::Programs {
+            let _ = writeln!(o, "command     {}", shell_join(&self.command));
+        }
         let _ = writeln!(
             o,
             "mode        {}",
             match self.mode {
                 Mode::Plain => "plain: one child, exit code passed through",
                 Mode::Workers => "workers: supervised copies of the command",
+                Mode::Programs =>
+                    "programs: several commands, each supervised with its own settings",
             }
         );
+        if self.mode == Mode::Programs {
+            let _ = writeln!(o, "{}", self.programs_text());
+        }
         if let Some(f) = &self.config_file {
             let _ = writeln!(o, "config      {}", f.display());
         }
@@ -501,8 +715,18 @@ impl Plan {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "workers     {}  ({})",
-            self.workers.count, self.workers.source
+            "workers     {}  ({}){}",
+            self.workers.count,
+            self.workers.source,
+            match self.programs.first() {
+                Some(_) if self.mode == Mode::Programs => {
+                    format!(
+                        " for program {}, which TTIN/TTOU scale",
+                        self.primary_name()
+                    )
+                }
+                _ => String::new(),
+            }
         );
         if let Some(s) = &self.workers.sizing {
             let _ = writeln!(
@@ -587,7 +811,7 @@ impl Plan {
             rs.crash_loop,
             format_duration(rs.min_uptime)
         );
-        if self.mode == Mode::Workers {
+        if self.mode != Mode::Plain {
             let r = &self.ready;
             let how = match r.mode {
                 ReadyMode::Listen => "once it waits on a --listen socket",
@@ -604,7 +828,7 @@ impl Plan {
                     .unwrap_or_else(|| "off".into())
             );
         }
-        if self.mode == Mode::Workers {
+        if self.mode != Mode::Plain {
             let m = &self.memory;
             let mut parts = Vec::new();
             if let Some(b) = m.max_worker {
@@ -658,14 +882,25 @@ impl Plan {
                     .join("/")
             ),
         };
-        let _ = writeln!(
-            o,
-            "shutdown    {on}: serve {} more, send {stop}, wait {}, then SIGKILL; \
-             leftover processes likewise (at most {} in all)",
-            format_duration(sd.delay),
-            format_duration(sd.graceful_timeout),
-            format_duration(sd.budget)
-        );
+        if self.mode == Mode::Programs {
+            let _ = writeln!(
+                o,
+                "shutdown    {on}: serve {} more, then stop the programs in the stop order, \
+                 each with its stop signal, SIGKILL after its graceful timeout; \
+                 leftover processes likewise (at most {} in all)",
+                format_duration(sd.delay),
+                format_duration(sd.budget)
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "shutdown    {on}: serve {} more, send {stop}, wait {}, then SIGKILL; \
+                 leftover processes likewise (at most {} in all)",
+                format_duration(sd.delay),
+                format_duration(sd.graceful_timeout),
+                format_duration(sd.budget)
+            );
+        }
         let sg = &self.signals;
         let shutdown_roles = if sg.term == sg.int && sg.int == sg.quit {
             format!("TERM, INT, QUIT: {}", sg.term)
@@ -747,6 +982,88 @@ impl Plan {
 }
 
 impl Plan {
+    /// The program TTIN and TTOU act on: `web`, or the first.
+    pub fn primary(&self) -> usize {
+        self.programs
+            .iter()
+            .position(|p| p.name == "web")
+            .unwrap_or(0)
+    }
+
+    fn primary_name(&self) -> &str {
+        self.programs
+            .get(self.primary())
+            .map_or("", |p| p.name.as_str())
+    }
+
+    /// The `programs` block: each program in start order, then the order
+    /// of the shutdown.
+    fn programs_text(&self) -> String {
+        let width = self
+            .programs
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(0);
+        let mut lines = vec![format!(
+            "programs    {} (a program starts once every program of its `after` is ready; lines {})",
+            self.programs.len(),
+            if self.log_prefix {
+                "prefixed NAME.SLOT |"
+            } else {
+                "not prefixed"
+            }
+        )];
+        for p in &self.programs {
+            lines.push(format!("  {:width$}  {}", p.name, shell_join(&p.command)));
+            let mut facts = vec![format!(
+                "{} worker(s) ({})",
+                p.workers.count, p.workers.source
+            )];
+            for l in &p.listen {
+                facts.push(format!("fd {} {}", l.fd, l.address));
+            }
+            facts.push(format!("ready {}", p.ready.mode));
+            if !p.after.is_empty() {
+                facts.push(format!("after {}", p.after.join(", ")));
+            }
+            facts.push(format!(
+                "stop {} within {}",
+                p.stop_signal.unwrap_or(Signal::TERM),
+                format_duration(p.graceful_timeout)
+            ));
+            if let Some(u) = &p.user {
+                if u.switch {
+                    facts.push(format!("as {}", u.describe()));
+                }
+            }
+            facts.push(if p.critical {
+                "critical: its crash loop stops the container".into()
+            } else {
+                "not critical: its crash loop stops it alone".into()
+            });
+            lines.push(format!("  {:width$}  {}", "", facts.join("; ")));
+        }
+        let last = self
+            .programs
+            .iter()
+            .map(|p| p.stop_stage)
+            .max()
+            .unwrap_or(0);
+        let stages: Vec<String> = (0..=last)
+            .map(|stage| {
+                self.programs
+                    .iter()
+                    .filter(|p| p.stop_stage == stage)
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .collect();
+        lines.push(format!("  stop order  {}", stages.join(", then ")));
+        lines.join("\n")
+    }
+
     /// `mode 0660, owner 0:33` for a unix socket, when either is set.
     fn socket_text(&self) -> Option<String> {
         let s = &self.socket;
@@ -777,6 +1094,7 @@ impl Plan {
         let children = match self.mode {
             Mode::Plain => "the child runs",
             Mode::Workers => "workers run",
+            Mode::Programs => "workers of the programs without a user of their own run",
         };
         let mut lines = vec![format!("user        {children} {}", who(&self.user))];
         if !self.steps.is_empty() || self.prestart_user != self.user {

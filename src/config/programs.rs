@@ -274,6 +274,9 @@ fn assign_the_web(global: &Config, programs: &mut [ProgramConfig]) -> Result<(),
     }
     if global.origins.contains_key("workers") && !p.config.origins.contains_key("workers") {
         p.config.workers = global.workers;
+        if let Some(o) = global.origins.get("workers") {
+            p.config.origins.insert("workers", o.clone());
+        }
     }
     Ok(())
 }

@@ -71,17 +71,21 @@ pub enum SlotState {
     Stopping,
     /// No worker: a restart is due (after the backoff).
     Backoff,
-    /// No worker, and none will start (restart policy).
+    /// No worker, and none will start (restart policy, or its program
+    /// gave up).
     Exited,
+    /// Its program waits for the programs of its `after`.
+    Waiting,
 }
 
 impl SlotState {
-    pub const ALL: [SlotState; 5] = [
+    pub const ALL: [SlotState; 6] = [
         SlotState::Starting,
         SlotState::Ready,
         SlotState::Stopping,
         SlotState::Backoff,
         SlotState::Exited,
+        SlotState::Waiting,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +95,7 @@ impl SlotState {
             SlotState::Stopping => "stopping",
             SlotState::Backoff => "backoff",
             SlotState::Exited => "exited",
+            SlotState::Waiting => "waiting",
         }
     }
 }
@@ -144,6 +149,13 @@ pub struct Program {
     pub slots: Vec<Slot>,
     /// Workers being stopped after a replacement or a scale-down.
     pub retiring: Vec<Retiring>,
+    /// `waiting` (for the programs of its `after`), `running`, or
+    /// `gave_up` (not critical, stopped after a crash loop).
+    pub state: &'static str,
+    /// The programs it starts after.
+    pub after: Vec<String>,
+    /// Its crash loop stops the container.
+    pub critical: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

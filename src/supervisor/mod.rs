@@ -140,8 +140,8 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
 /// The settings the machine runs with, from the plan.
 pub fn settings(plan: &Plan, pid1: bool) -> Settings {
     let plain = plan.mode == Mode::Plain;
-    let r = &plan.restart;
     let sd = &plan.shutdown;
+    let index = |name: &String| plan.programs.iter().position(|q| &q.name == name);
     Settings {
         plain,
         pid1,
@@ -150,29 +150,38 @@ pub fn settings(plan: &Plan, pid1: bool) -> Settings {
         stop_signal: sd.stop_signal,
         signal_map: plan.signals.map.clone(),
         steps: plan.steps.iter().map(step).collect(),
-        programs: vec![ProgramSettings {
-            name: Arc::from(""),
-            count: plan.workers.count,
-            max_count: plan
-                .workers
-                .max
-                .max(plan.workers.count)
-                .min(crate::vocab::MAX_WORKERS_LIMIT),
-            policy: r.policy,
-            min_uptime: r.min_uptime,
-            backoff_initial: r.backoff_initial,
-            backoff_max: r.backoff_max,
-            crash_loop: r.crash_loop,
-            stop_signal: sd.stop_signal.unwrap_or(Signal::TERM),
-            graceful_timeout: sd.graceful_timeout,
-            ready: plan.ready.mode,
-            ready_timeout: plan.ready.timeout,
-            watchdog: plan.ready.watchdog,
-            max_memory: plan.memory.max_worker,
-            max_age: plan.memory.max_age,
-            age_jitter: plan.memory.age_jitter,
-        }],
-        scale_program: 0,
+        programs: plan
+            .programs
+            .iter()
+            .map(|p| {
+                let r = &p.restart;
+                ProgramSettings {
+                    name: Arc::from(p.name.as_str()),
+                    count: p.workers.count,
+                    max_count: p
+                        .workers
+                        .max
+                        .max(p.workers.count)
+                        .min(crate::vocab::MAX_WORKERS_LIMIT),
+                    policy: r.policy,
+                    min_uptime: r.min_uptime,
+                    backoff_initial: r.backoff_initial,
+                    backoff_max: r.backoff_max,
+                    crash_loop: r.crash_loop,
+                    stop_signal: p.stop_signal.unwrap_or(Signal::TERM),
+                    graceful_timeout: p.graceful_timeout,
+                    ready: p.ready.mode,
+                    ready_timeout: p.ready.timeout,
+                    watchdog: p.ready.watchdog,
+                    max_memory: p.memory.max_worker,
+                    max_age: p.memory.max_age,
+                    age_jitter: p.memory.age_jitter,
+                    after: p.after.iter().filter_map(index).collect(),
+                    critical: p.critical,
+                }
+            })
+            .collect(),
+        scale_program: plan.primary(),
         memory_high: plan.memory.high,
         memory_interval: plan.memory.interval,
         memory_limit: plan.memory.limit,

@@ -5,6 +5,7 @@
 //! never on prose.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::unistd::Pid;
@@ -204,6 +205,34 @@ pub enum Report {
         within: Duration,
         last: Status,
     },
+    /// A program that is not critical is in a crash loop: it is left
+    /// stopped and the other programs go on.
+    GaveUp {
+        who: Who,
+        failures: u32,
+        within: Duration,
+        last: Status,
+        /// Programs that start after it and so will not start.
+        blocked: Vec<Arc<str>>,
+    },
+    /// A program's turn to start: the programs of its `after` are ready.
+    ProgramStarting {
+        program: Arc<str>,
+        after: Vec<Arc<str>>,
+    },
+    /// A program's turn to stop, in the stop order.
+    ProgramStopping {
+        program: Arc<str>,
+        signal: Signal,
+        timeout: Duration,
+        workers: u32,
+    },
+    /// A program's workers outlived its graceful timeout.
+    ProgramTimeout {
+        program: Arc<str>,
+        timeout: Duration,
+        pids: Vec<i32>,
+    },
     StoppedChild {
         who: Who,
         pid: Pid,
@@ -324,6 +353,14 @@ fn status_fields(f: &mut Vec<(&'static str, Value)>, status: Status) {
     }
 }
 
+fn join(names: &[Arc<str>]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_ref())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn who_fields(f: &mut Vec<(&'static str, Value)>, who: &Who) {
     if !who.program.is_empty() {
         f.push(("program", who.program.as_ref().into()));
@@ -344,6 +381,7 @@ impl Report {
             | Hung { .. }
             | NotReady { .. }
             | CrashLoop { .. }
+            | GaveUp { .. }
             | ReloadFailed { .. }
             | StepFailed { .. }
             | StepTimeout { .. } => Level::Error,
@@ -352,6 +390,7 @@ impl Report {
             | RecycleFailed { .. }
             | Unseen { .. }
             | GracefulTimeout { .. }
+            | ProgramTimeout { .. }
             | LeftoversKilled
             | ShutdownAgain { .. }
             | StepInterrupted { .. } => Level::Warn,
@@ -399,6 +438,10 @@ impl Report {
             Retired { .. } => "retired",
             AllFinished => "finished",
             CrashLoop { .. } => "crash_loop",
+            GaveUp { .. } => "program_gave_up",
+            ProgramStarting { .. } => "program_start",
+            ProgramStopping { .. } => "program_stop",
+            ProgramTimeout { .. } => "kill",
             StoppedChild { .. } => "stopped",
             Reload => "reload",
             Replanned { .. } => "replan",
@@ -559,6 +602,43 @@ impl Report {
                 who_fields(&mut f, who);
                 f.push(("failures", (*failures).into()));
                 status_fields(&mut f, *last);
+            }
+            GaveUp {
+                who,
+                failures,
+                last,
+                blocked,
+                ..
+            } => {
+                who_fields(&mut f, who);
+                f.push(("failures", (*failures).into()));
+                status_fields(&mut f, *last);
+                f.push((
+                    "blocked",
+                    blocked.iter().map(|b| Value::from(b.as_ref())).collect(),
+                ));
+            }
+            ProgramStarting { program, after } => {
+                f.push(("program", program.as_ref().into()));
+                f.push((
+                    "after",
+                    after.iter().map(|b| Value::from(b.as_ref())).collect(),
+                ));
+            }
+            ProgramStopping {
+                program,
+                signal,
+                timeout,
+                workers,
+            } => {
+                f.push(("program", program.as_ref().into()));
+                f.push(("signal", signal.name().into()));
+                f.push(("timeout_s", secs(*timeout)));
+                f.push(("workers", (*workers).into()));
+            }
+            ProgramTimeout { program, pids, .. } => {
+                f.push(("program", program.as_ref().into()));
+                f.push(("pids", pids.clone().into()));
             }
             StoppedChild {
                 who, pid, signal, ..
@@ -883,6 +963,52 @@ impl fmt::Display for Report {
             GracefulTimeout { timeout, pids, .. } => write!(
                 f,
                 "graceful timeout ({}) passed: SIGKILL to {} worker(s)",
+                format_duration(*timeout),
+                pids.len()
+            ),
+            GaveUp {
+                who,
+                failures,
+                within,
+                last,
+                blocked,
+            } => {
+                write!(
+                    f,
+                    "crash loop: {who} failed {failures} times in a row, each within {} of starting (last: {}); program {} is not critical: it stays stopped, the others go on",
+                    format_duration(*within),
+                    last.describe(),
+                    who.program
+                )?;
+                if !blocked.is_empty() {
+                    write!(f, " ({} will not start: they start after it)", join(blocked))?;
+                }
+                Ok(())
+            }
+            ProgramStarting { program, after } => {
+                write!(f, "starting program {program}")?;
+                if !after.is_empty() {
+                    write!(f, ": {} ready", join(after))?;
+                }
+                Ok(())
+            }
+            ProgramStopping {
+                program,
+                signal,
+                timeout,
+                workers,
+            } => write!(
+                f,
+                "stopping program {program}: {signal} to {workers} worker(s), SIGKILL after {}",
+                format_duration(*timeout)
+            ),
+            ProgramTimeout {
+                program,
+                timeout,
+                pids,
+            } => write!(
+                f,
+                "program {program} did not stop within {}: SIGKILL to {} worker(s)",
                 format_duration(*timeout),
                 pids.len()
             ),

@@ -39,6 +39,7 @@
 
 mod control;
 mod guard;
+mod order;
 mod prestart;
 mod program;
 mod ready;
@@ -48,6 +49,8 @@ mod snapshot;
 mod tests;
 #[cfg(test)]
 mod tests_control;
+#[cfg(test)]
+mod tests_programs;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +94,10 @@ pub struct ProgramSettings {
     pub max_age: Option<Duration>,
     /// Percent added at most to `max_age`, different for each worker.
     pub age_jitter: f64,
+    /// The programs (indices) that must be satisfied before it starts.
+    pub after: Vec<usize>,
+    /// Its crash loop stops the container; otherwise it alone stops.
+    pub critical: bool,
 }
 
 /// Everything the machine needs from the plan.
@@ -153,6 +160,8 @@ pub struct Machine {
     ready_due: bool,
     /// The memory guard's state (`guard.rs`).
     guard: guard::Guard,
+    /// Each program's stop stage (`order.rs`).
+    stages: Vec<u32>,
 }
 
 fn report(r: Report) -> Action {
@@ -166,7 +175,9 @@ impl Machine {
             .iter()
             .map(|p| Program::new(p.clone()))
             .collect();
+        let after: Vec<Vec<usize>> = settings.programs.iter().map(|p| p.after.clone()).collect();
         Machine {
+            stages: crate::plan::stop_stages(&after),
             settings,
             programs,
             phase: Phase::Prestart,
@@ -444,6 +455,13 @@ impl Machine {
         let worker = worker.unwrap_or_else(|| program::Worker::failed_start(now));
         let pid = (worker.pid.as_raw() > 0).then_some(worker.pid);
         let ran = now.saturating_duration_since(worker.started);
+        if self.programs[p].gave_up {
+            // Stopped with the rest of its program (`order.rs`).
+            return pid
+                .map(|pid| report(Report::Ended { who, pid, status }))
+                .into_iter()
+                .collect();
+        }
         let decision = self.programs[p].decide_restart(slot.slot, &worker, status, oom, now);
         match decision {
             program::Restart::In(delay) => {
@@ -460,15 +478,7 @@ impl Machine {
                 out
             }
             program::Restart::CrashLoop { failures } => {
-                self.exit_code = Some(1);
-                let mut out = vec![report(Report::CrashLoop {
-                    who,
-                    failures,
-                    within: self.settings.programs[p].min_uptime,
-                    last: status,
-                })];
-                out.extend(self.begin_stop(now));
-                out
+                self.crash_loop(slot, failures, status, now)
             }
             program::Restart::No => {
                 let mut out = vec![report(Report::Exited {
@@ -481,11 +491,17 @@ impl Machine {
                 if self.settings.plain {
                     self.exit_code = Some(status.code());
                     out.extend(self.begin_leftovers(now, self.settings.graceful_timeout));
-                } else if self.programs.iter().all(Program::all_finished) {
-                    let ok = self.programs.iter().all(Program::all_finished_cleanly);
+                } else if self.programs.iter().all(|q| q.gave_up || q.all_finished()) {
+                    let ok = self
+                        .programs
+                        .iter()
+                        .all(|q| !q.gave_up && q.all_finished_cleanly());
                     self.exit_code = Some(if ok { 0 } else { 1 });
                     out.push(report(Report::AllFinished));
                     out.extend(self.begin_leftovers(now, self.settings.graceful_timeout));
+                } else {
+                    // A one-shot program done: those after it may start.
+                    out.extend(self.launch_due());
                 }
                 out
             }
@@ -622,39 +638,30 @@ impl Machine {
         }
     }
 
+    /// The stop, program by program in the stop order (`order.rs`).
     fn begin_stop(&mut self, now: Instant) -> Vec<Action> {
         let deadline = now + self.stop_timeout();
         self.phase = Phase::Stopping { deadline };
-        let mut out = vec![Action::Upstream(super::events::Upstream::Stopping)];
-        for p in 0..self.programs.len() {
-            let sig = self.stop_signal(p);
-            out.extend(self.programs[p].stop_all(sig, deadline));
+        for p in &mut self.programs {
+            p.stop_restarts();
         }
+        let mut out = vec![Action::Upstream(super::events::Upstream::Stopping)];
+        out.extend(self.stop_due(now));
         out.extend(self.check_stopped(now));
         out
     }
 
-    /// The longest any program may take to stop.
-    fn stop_timeout(&self) -> Duration {
-        if self.settings.plain {
-            return self.settings.graceful_timeout;
-        }
-        self.settings
-            .programs
-            .iter()
-            .map(|p| p.graceful_timeout)
-            .max()
-            .unwrap_or(self.settings.graceful_timeout)
-    }
-
-    /// In `Stopping`, once no worker is left, the leftovers follow.
+    /// In `Stopping`, the next programs' turn as the earlier ones end;
+    /// once no worker is left, the leftovers follow.
     fn check_stopped(&mut self, now: Instant) -> Vec<Action> {
-        match self.phase {
-            Phase::Stopping { deadline } if self.live_pids().is_empty() => {
-                self.begin_leftovers(now, deadline.saturating_duration_since(now))
-            }
-            _ => Vec::new(),
+        let Phase::Stopping { deadline } = self.phase else {
+            return Vec::new();
+        };
+        let mut out = self.stop_due(now);
+        if self.live_pids().is_empty() {
+            out.extend(self.begin_leftovers(now, deadline.saturating_duration_since(now)));
         }
+        out
     }
 
     fn begin_leftovers(&mut self, now: Instant, within: Duration) -> Vec<Action> {
@@ -741,9 +748,13 @@ impl Machine {
                     d.extend(p.next_deadline());
                 }
                 d.extend(self.guard_deadline());
+                d.extend(self.program_kill_deadline());
             }
             Phase::Draining { until } => d.push(until),
-            Phase::Stopping { deadline } => d.push(deadline),
+            Phase::Stopping { deadline } => {
+                d.push(deadline);
+                d.extend(self.program_kill_deadline());
+            }
             Phase::Leftovers {
                 deadline,
                 killed,
@@ -777,6 +788,7 @@ impl Machine {
                     out.extend(self.readiness_tick(p, now));
                 }
                 out.extend(self.guard_tick(now));
+                out.extend(self.kill_overdue_programs(now));
             }
             Phase::Draining { until } if until <= now => out.extend(self.begin_stop(now)),
             Phase::Stopping { deadline } if deadline <= now => {
@@ -788,6 +800,7 @@ impl Machine {
                 }));
                 out.extend(self.kill_everything(now));
             }
+            Phase::Stopping { .. } => out.extend(self.kill_overdue_programs(now)),
             Phase::Leftovers {
                 deadline,
                 killed: false,
@@ -825,12 +838,6 @@ impl Machine {
         }
         self.phase = Phase::Running;
         self.guard_start(now);
-        let mut out = Vec::new();
-        for p in 0..self.programs.len() {
-            for slot in 0..self.worker_count(p) {
-                out.push(self.spawn_action(SlotId { program: p, slot }, false));
-            }
-        }
-        out
+        self.launch_due()
     }
 }

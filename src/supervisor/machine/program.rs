@@ -153,6 +153,17 @@ pub(super) struct Program {
     /// one slot at a time, in order; each for the worker (pid) it was
     /// asked for, dropped if that worker is gone by then.
     pub pending: std::collections::VecDeque<(u32, Why, Pid)>,
+    /// Its workers were started (its `after` programs were satisfied).
+    pub launched: bool,
+    /// Every slot had a ready worker, or all finished cleanly: the
+    /// programs that start after it may start.
+    pub satisfied: bool,
+    /// Not critical and in a crash loop: left stopped.
+    pub gave_up: bool,
+    /// When its stop signal was sent, its SIGKILL deadline.
+    pub stop_deadline: Option<Instant>,
+    /// The SIGKILL at `stop_deadline` was sent.
+    pub stop_killed: bool,
 }
 
 impl Program {
@@ -168,6 +179,11 @@ impl Program {
             listen_check_at: None,
             removed_restarts: BTreeMap::new(),
             pending: std::collections::VecDeque::new(),
+            launched: false,
+            satisfied: false,
+            gave_up: false,
+            stop_deadline: None,
+            stop_killed: false,
         }
     }
 

@@ -94,6 +94,7 @@ impl Machine {
             out.extend(self.promote(slot.program, slot.slot, now));
         } else {
             out.extend(self.check_all_ready());
+            out.extend(self.launch_due());
         }
         out
     }
@@ -244,7 +245,10 @@ impl Machine {
     pub(super) fn check_all_ready(&mut self) -> Vec<Action> {
         if !self.ready_due
             || self.phase != Phase::Running
-            || self.programs.iter().any(|p| p.rolling || !p.all_ready())
+            || self
+                .programs
+                .iter()
+                .any(|p| !p.gave_up && (p.rolling || !p.all_ready()))
         {
             return Vec::new();
         }

@@ -37,9 +37,10 @@ impl Machine {
             self.programs.iter().map(|p| self.program(p, now)).collect();
         let ready = phase == status::Phase::Running
             && self.programs.iter().all(|p| {
-                p.slots
-                    .iter()
-                    .all(|s| s.current.as_ref().is_some_and(serving))
+                p.gave_up
+                    || p.slots
+                        .iter()
+                        .all(|s| s.current.as_ref().is_some_and(serving))
             });
         status::Status {
             schema: status::SCHEMA,
@@ -96,7 +97,7 @@ impl Machine {
                 .slots
                 .iter()
                 .enumerate()
-                .map(|(i, s)| self.slot(i as u32, s, now))
+                .map(|(i, s)| self.slot(p, i as u32, s, now))
                 .collect(),
             retiring: p
                 .retiring
@@ -106,12 +107,28 @@ impl Machine {
                     slot: r.slot,
                 })
                 .collect(),
+            state: if p.gave_up {
+                "gave_up"
+            } else if p.launched {
+                "running"
+            } else {
+                "waiting"
+            },
+            after: p
+                .settings
+                .after
+                .iter()
+                .map(|&a| self.settings.programs[a].name.to_string())
+                .collect(),
+            critical: p.settings.critical,
         }
     }
 
-    fn slot(&self, i: u32, s: &Slot, now: Instant) -> status::Slot {
+    fn slot(&self, p: &Program, i: u32, s: &Slot, now: Instant) -> status::Slot {
         let stopping = matches!(self.phase, Phase::Stopping { .. } | Phase::Leftovers { .. });
         let state = match &s.current {
+            None if p.gave_up => SlotState::Exited,
+            None if !p.launched && !stopping => SlotState::Waiting,
             Some(w) if w.failing.is_some() || stopping => SlotState::Stopping,
             Some(w) if w.ready() => SlotState::Ready,
             Some(_) => SlotState::Starting,

@@ -35,6 +35,8 @@ pub(super) fn program(n: u32, plain: bool) -> ProgramSettings {
         max_memory: None,
         max_age: None,
         age_jitter: 10.0,
+        after: Vec::new(),
+        critical: true,
     }
 }
 
