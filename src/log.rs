@@ -13,10 +13,17 @@
 //!   description of its own; a socket is written with `MSG_DONTWAIT`;
 //!   failing both, the init polls before it writes.
 //! * A line that cannot be written now waits in a bounded queue, flushed
-//!   when the event loop sees the fd writable (`backlog_fd`, `drain`);
+//!   when the event loop sees the fd writable (`backlog_fds`, `drain`);
 //!   lines that do not fit are dropped and counted, and the count is
 //!   logged once the queue has drained. A reader that went away (EPIPE)
 //!   ends the logging, not the init.
+//! * With `--log-prefix` the children's lines come through here too
+//!   (`relay`), on stdout or stderr as the child wrote them: stderr's
+//!   queue is shared with the init's own lines, so the two never mix
+//!   mid-line. A relayed line is never dropped: while a queue is full
+//!   (`has_room`) the event loop stops reading the children's pipes, and
+//!   a child that writes faster than the container's log is read waits,
+//!   as it would writing there itself.
 
 use std::collections::VecDeque;
 use std::io;
@@ -30,7 +37,24 @@ use crate::vocab::LogFormat;
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 static QUIET: OnceLock<bool> = OnceLock::new();
-static SINK: Mutex<Option<Sink>> = Mutex::new(None);
+/// stdout's and stderr's.
+static SINKS: Mutex<[Option<Sink>; 2]> = Mutex::new([None, None]);
+
+/// Where a relayed line goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Out,
+    Err,
+}
+
+impl Stream {
+    fn fd(self) -> RawFd {
+        match self {
+            Stream::Out => 1,
+            Stream::Err => 2,
+        }
+    }
+}
 
 /// Longest line written: the size a pipe writes atomically.
 const MAX_LINE: usize = 4096;
@@ -84,7 +108,32 @@ pub fn event(level: Level, event: &str, message: &str, fields: &[(&str, Value)])
         return;
     }
     let line = render(format(), level, event, message, fields);
-    with_sink(|s| s.push(line.into_bytes()));
+    with_sink(Stream::Err, |s| s.push(line.into_bytes()));
+}
+
+/// A child's whole lines (`--log-prefix`), never dropped.
+pub fn relay(stream: Stream, bytes: Vec<u8>) {
+    with_sink(stream, |s| {
+        if s.broken {
+            return;
+        }
+        s.flush();
+        if s.queue.is_empty() {
+            match s.write(&bytes) {
+                Wrote::All | Wrote::Broken => return,
+                Wrote::Part(n) => return s.enqueue(bytes[n..].to_vec(), true),
+                Wrote::Later => {}
+            }
+        }
+        s.enqueue(bytes, true);
+    });
+}
+
+/// Whether `stream`'s queue takes more relayed lines now; a broken one
+/// takes everything (and writes nothing), so children never wait on a
+/// reader that is gone.
+pub fn has_room(stream: Stream) -> bool {
+    with_sink(stream, |s| s.broken || s.queued < QUEUE_BYTES)
 }
 
 fn render(
@@ -136,16 +185,19 @@ pub fn error(message: &str) {
     event(Level::Error, "error", message, &[]);
 }
 
-/// The fd to wait on for writability while lines are queued; `None` when
-/// nothing waits (the event loop then does not watch it).
-pub fn backlog_fd() -> Option<RawFd> {
-    with_sink(|s| (!s.queue.is_empty() && !s.broken).then(|| s.fd()))
+/// The fd to wait on for writability while `stream`'s lines are queued;
+/// `None` when nothing waits (the event loop then does not watch it).
+pub fn backlog_fd(stream: Stream) -> Option<RawFd> {
+    with_sink(stream, |s| {
+        (!s.queue.is_empty() && !s.broken).then(|| s.fd())
+    })
 }
 
-/// Writes what the queue holds, as far as the reader takes it; called by
-/// the event loop when the fd is writable. Returns whether lines remain.
-pub fn drain() -> bool {
-    with_sink(|s| {
+/// Writes what `stream`'s queue holds, as far as the reader takes it;
+/// called by the event loop when the fd is writable. Returns whether
+/// lines remain.
+pub fn drain(stream: Stream) -> bool {
+    with_sink(stream, |s| {
         s.flush();
         !s.queue.is_empty() && !s.broken
     })
@@ -155,36 +207,41 @@ pub fn drain() -> bool {
 /// queued lines.
 pub fn flush_before_exit(within: Duration) {
     let end = Instant::now() + within;
-    loop {
-        if !drain() {
-            return;
-        }
-        let Some(fd) = backlog_fd() else { return };
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() || !crate::process::sys::poll_writable(fd, left) {
-            return;
+    for stream in [Stream::Out, Stream::Err] {
+        loop {
+            if !drain(stream) {
+                break;
+            }
+            let Some(fd) = backlog_fd(stream) else { break };
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() || !crate::process::sys::poll_writable(fd, left) {
+                break;
+            }
         }
     }
 }
 
-fn with_sink<T>(f: impl FnOnce(&mut Sink) -> T) -> T {
-    let mut guard = SINK.lock().unwrap_or_else(|e| e.into_inner());
-    f(guard.get_or_insert_with(Sink::open))
+fn with_sink<T>(stream: Stream, f: impl FnOnce(&mut Sink) -> T) -> T {
+    let mut guard = SINKS.lock().unwrap_or_else(|e| e.into_inner());
+    let i = (stream.fd() - 1) as usize;
+    f(guard[i].get_or_insert_with(|| Sink::open(stream.fd())))
 }
 
-/// How the init writes without blocking on its stderr.
+/// How the init writes without blocking on its stdout or stderr.
 enum Mode {
     /// A file description of its own, `O_NONBLOCK`.
     Own(OwnedFd),
-    /// fd 2 is a socket: `send(MSG_DONTWAIT | MSG_NOSIGNAL)`.
+    /// The fd is a socket: `send(MSG_DONTWAIT | MSG_NOSIGNAL)`.
     Socket,
-    /// fd 2 could not be reopened: poll for room, then write.
+    /// The fd could not be reopened: poll for room, then write.
     PollFirst,
     /// A regular file (or /dev/null): writes do not wait on a reader.
     Plain,
 }
 
 struct Sink {
+    /// 1 or 2.
+    fd: RawFd,
     mode: Mode,
     queue: VecDeque<Vec<u8>>,
     queued: usize,
@@ -201,24 +258,23 @@ enum Wrote {
 }
 
 impl Sink {
-    fn open() -> Sink {
-        use nix::sys::stat::{fstat, SFlag};
-        let kind = fstat(std::io::stderr())
-            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
-            .ok();
+    fn open(fd: RawFd) -> Sink {
+        use nix::sys::stat::SFlag;
+        let kind = crate::process::sys::file_type(fd);
         let mode = match kind {
             Some(k) if k == SFlag::S_IFSOCK => Mode::Socket,
             Some(k) if k == SFlag::S_IFIFO || k == SFlag::S_IFCHR => {
-                match crate::process::sys::reopen_stderr_nonblocking() {
+                match crate::process::sys::reopen_nonblocking(fd) {
                     Ok(fd) => Mode::Own(fd),
                     Err(_) => Mode::PollFirst,
                 }
             }
             Some(_) => Mode::Plain,
-            // No fd 2 at all: nothing to write to.
+            // No such fd at all: nothing to write to.
             None => Mode::PollFirst,
         };
         Sink {
+            fd,
             mode,
             queue: VecDeque::new(),
             queued: 0,
@@ -230,7 +286,7 @@ impl Sink {
     fn fd(&self) -> RawFd {
         match &self.mode {
             Mode::Own(fd) => fd.as_raw_fd(),
-            _ => 2,
+            _ => self.fd,
         }
     }
 
@@ -264,7 +320,7 @@ impl Sink {
 
     fn flush(&mut self) {
         while let Some(front) = self.queue.front_mut() {
-            match write_to(&self.mode, front) {
+            match write_to(self.fd, &self.mode, front) {
                 Wrote::All => {
                     self.queued -= front.len();
                     self.queue.pop_front();
@@ -299,7 +355,7 @@ impl Sink {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Wrote {
-        match write_to(&self.mode, bytes) {
+        match write_to(self.fd, &self.mode, bytes) {
             Wrote::Broken => {
                 // EPIPE, EBADF, ENOSPC: nobody will read what follows.
                 self.broken = true;
@@ -312,18 +368,18 @@ impl Sink {
     }
 }
 
-fn write_to(mode: &Mode, bytes: &[u8]) -> Wrote {
+fn write_to(fd: RawFd, mode: &Mode, bytes: &[u8]) -> Wrote {
     use crate::process::sys;
     let r = match mode {
-        Mode::Own(fd) => sys::write_fd(fd.as_raw_fd(), bytes),
-        Mode::Socket => sys::send_nonblocking(2, bytes),
+        Mode::Own(own) => sys::write_fd(own.as_raw_fd(), bytes),
+        Mode::Socket => sys::send_nonblocking(fd, bytes),
         Mode::PollFirst => {
-            if !sys::poll_writable(2, Duration::ZERO) {
+            if !sys::poll_writable(fd, Duration::ZERO) {
                 return Wrote::Later;
             }
-            sys::write_fd(2, bytes)
+            sys::write_fd(fd, bytes)
         }
-        Mode::Plain => sys::write_fd(2, bytes),
+        Mode::Plain => sys::write_fd(fd, bytes),
     };
     match r {
         Ok(n) if n == bytes.len() => Wrote::All,

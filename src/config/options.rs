@@ -140,7 +140,7 @@ fn off_or<T>(
 /// Variables the init sets for its children. They are not settings, but
 /// a nested init (or a worker's own tools) may see them: they draw no
 /// warning about an unknown `CINIT_` variable.
-pub const CHILD_ENV: &[&str] = &["CINIT_WORKER_ID", "CINIT_WORKERS"];
+pub const CHILD_ENV: &[&str] = &["CINIT_WORKER_ID", "CINIT_WORKERS", "CINIT_PROGRAM"];
 
 /// The settings in the order `--help` and the reference list them.
 pub static SETTINGS: &[Setting] = &[

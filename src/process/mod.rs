@@ -47,6 +47,9 @@ pub struct Spec {
     pub user: Option<Identity>,
     /// PR_SET_NO_NEW_PRIVS in the child.
     pub no_new_privs: bool,
+    /// fds (at 3 or above) to become the child's stdout and stderr;
+    /// `None`: the init's own.
+    pub stdio: Option<(RawFd, RawFd)>,
 }
 
 /// Why a child did not start. `exit_code` maps each to the code the init
@@ -210,6 +213,7 @@ pub fn spawn(spec: &Spec) -> Result<Pid, SpawnError> {
         foreground: spec.foreground,
         creds: creds.clone(),
         no_new_privs: spec.no_new_privs,
+        stdio: spec.stdio,
     };
     let mut prepared = sys::Prepared::new(
         path.as_os_str(),

@@ -52,6 +52,8 @@ pub struct Setup {
     pub creds: Option<Creds>,
     /// PR_SET_NO_NEW_PRIVS.
     pub no_new_privs: bool,
+    /// fds to become the child's stdout and stderr (`--log-prefix`).
+    pub stdio: Option<(RawFd, RawFd)>,
 }
 
 /// The step of the child's set-up that failed, sent to the parent with
@@ -258,6 +260,14 @@ impl Prepared {
                         ptr::null_mut::<KernelSigaction>(),
                         KERNEL_SIGSET_BYTES,
                     );
+                }
+            }
+            // stdout and stderr first: a socket's dup2 below may then
+            // reuse their source fds, never the other way round (sockets
+            // sit at or above HIGH_FD).
+            if let Some((out, err)) = self.setup.stdio {
+                if libc::dup2(out, 1) < 0 || libc::dup2(err, 2) < 0 {
+                    fail(err_fd, ChildStep::Exec);
                 }
             }
             for (i, &fd) in self.fds.iter().enumerate() {
@@ -578,18 +588,64 @@ pub fn move_fd_high(fd: OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     }
 }
 
-/// A file description of the init's own for its stderr, non-blocking:
-/// reopening `/proc/self/fd/2` gives a new description of the same pipe,
-/// FIFO or terminal, so `O_NONBLOCK` on it does not reach the children
-/// that share fd 2.
-pub fn reopen_stderr_nonblocking() -> io::Result<OwnedFd> {
+/// A file description of the init's own for its stdout or stderr (`fd`),
+/// non-blocking: reopening `/proc/self/fd/N` gives a new description of
+/// the same pipe, FIFO or terminal, so `O_NONBLOCK` on it does not reach
+/// the children that share the fd.
+pub fn reopen_nonblocking(fd: RawFd) -> io::Result<OwnedFd> {
     use nix::fcntl::OFlag;
     let fd = nix::fcntl::open(
-        "/proc/self/fd/2",
+        format!("/proc/self/fd/{fd}").as_str(),
         OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
         nix::sys::stat::Mode::empty(),
     )?;
     Ok(fd)
+}
+
+/// A pipe for a child's stdout or stderr (`--log-prefix`): the read end
+/// non-blocking for the init, both close-on-exec, neither at 0, 1 or 2
+/// (a write end there could not be `dup2`ed onto the child's own).
+pub fn relay_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::OFlag;
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let high = |fd: OwnedFd| -> io::Result<OwnedFd> {
+        if fd.as_raw_fd() < 3 {
+            move_fd_high(fd, 3)
+        } else {
+            Ok(fd)
+        }
+    };
+    let (r, w) = (high(r)?, high(w)?);
+    // The write end is the child's: blocking, as a stdout should be.
+    let flags = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    Ok((r, w))
+}
+
+/// One `read(2)` on a raw fd the caller keeps open.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: read writes at most `buf.len()` bytes into a live slice.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// The file type of an fd (`S_IFIFO`, `S_IFSOCK`, ...); `None` when it is
+/// not open.
+pub fn file_type(fd: RawFd) -> Option<nix::sys::stat::SFlag> {
+    use nix::sys::stat::SFlag;
+    // SAFETY: fstat writes into a zeroed struct it is given; a closed fd
+    // is an error, not undefined behaviour.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT)
 }
 
 /// One `write(2)` on a raw fd the caller keeps open.

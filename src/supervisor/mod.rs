@@ -18,6 +18,7 @@
 mod events;
 mod leftovers;
 pub mod machine;
+mod relay;
 pub mod report;
 
 use std::collections::VecDeque;
@@ -98,7 +99,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             plan.metrics.as_ref(),
         )
         .map_err(Error::Failed)?;
-        let workers = plan.mode == Mode::Workers;
+        let workers = plan.mode != Mode::Plain;
         let notify = if workers {
             match notify::Socket::bind() {
                 Ok(s) => Some(s),
@@ -132,6 +133,7 @@ pub fn run(plan: Plan) -> Result<i32, Error> {
             served: Some(served),
             started,
             cpu_seen: Vec::new(),
+            program_of: std::collections::HashMap::new(),
         };
         shell.supervise(signals).await
     })
@@ -225,7 +227,10 @@ struct Shell<'a> {
     /// The pre-start command that was given the terminal: it goes back to
     /// the init's own group when that command ends.
     terminal_step: Option<Pid>,
-    sockets: Vec<Listener>,
+    /// Each program's `--listen` sockets.
+    sockets: Vec<Vec<Listener>>,
+    /// The program of each live worker, for reading its /proc as its user.
+    program_of: std::collections::HashMap<i32, usize>,
     /// The control socket and the metrics page, until the loop takes them.
     served: Option<Served>,
     /// When the init started: monotonic, and Unix time in seconds.
@@ -258,7 +263,8 @@ impl Shell<'_> {
         let mut machine = Machine::new(settings(self.plan, self.pid1));
         let mut queue: VecDeque<Action> = machine.start().into();
         let mut wait: Option<WaitFuture> = None;
-        let mut log_fd: Option<tokio::io::unix::AsyncFd<LogFd>> = None;
+        let mut log_fds: [Option<tokio::io::unix::AsyncFd<LogFd>>; 2] = [None, None];
+        let mut relay = relay::Relay::default();
         let notify_fd = match self.notify.take() {
             Some(n) => Some(sys::async_fd(n).map_err(|e| Error::io("watch NOTIFY_SOCKET", e))?),
             None => None,
@@ -268,9 +274,10 @@ impl Shell<'_> {
         loop {
             while let Some(action) = queue.pop_front() {
                 if let Action::Exit(code) = action {
+                    relay.finish();
                     return Ok(code);
                 }
-                if let Some(event) = self.perform(action, &mut wait)? {
+                if let Some(event) = self.perform(action, &mut wait, &mut relay)? {
                     queue.extend(machine.on_event(event, Instant::now()));
                 }
                 for event in std::mem::take(&mut self.answers) {
@@ -285,10 +292,13 @@ impl Shell<'_> {
                 queue.extend(machine.on_event(Event::NoChildren { others_alive }, now));
                 continue;
             }
-            let backlog = crate::log::backlog_fd();
-            if let Some(fd) = backlog {
-                if log_fd.as_ref().is_none_or(|l| l.get_ref().0 != fd) {
-                    log_fd = sys::async_fd_writable(LogFd(fd)).ok();
+            let streams = [crate::log::Stream::Out, crate::log::Stream::Err];
+            let backlog = streams.map(crate::log::backlog_fd);
+            for (slot, fd) in log_fds.iter_mut().zip(backlog) {
+                if let Some(fd) = fd {
+                    if slot.as_ref().is_none_or(|l| l.get_ref().0 != fd) {
+                        *slot = sys::async_fd_writable(LogFd(fd)).ok();
+                    }
                 }
             }
             let deadline = machine.next_deadline();
@@ -304,19 +314,23 @@ impl Shell<'_> {
                     None => std::future::pending().await,
                 }
             };
-            let log_writable = async {
-                match (&log_fd, backlog) {
-                    (Some(l), Some(_)) => match l.writable().await {
-                        Ok(mut guard) => {
-                            if crate::log::drain() {
-                                guard.clear_ready();
-                            }
+            // stdout's or stderr's queued lines, written as the reader
+            // takes them.
+            let log_writable = std::future::poll_fn(|cx| {
+                for i in 0..2 {
+                    let (Some(l), Some(_)) = (&log_fds[i], backlog[i]) else {
+                        continue;
+                    };
+                    if let std::task::Poll::Ready(Ok(mut guard)) = l.poll_write_ready(cx) {
+                        if crate::log::drain(streams[i]) {
+                            guard.clear_ready();
                         }
-                        Err(_) => std::future::pending().await,
-                    },
-                    _ => std::future::pending().await,
+                        return std::task::Poll::Ready(());
+                    }
                 }
-            };
+                std::task::Poll::Pending
+            });
+            let relayed = std::future::poll_fn(|cx| relay.poll_read(cx));
             let notified = async {
                 match &notify_fd {
                     Some(n) => match n.readable().await {
@@ -364,6 +378,7 @@ impl Shell<'_> {
                     vec![Event::WaitDone(result)]
                 }
                 () = log_writable => Vec::new(),
+                () = relayed => Vec::new(),
                 Some(a) = asked => {
                     self.answer(a, &mut machine, &mut queue);
                     Vec::new()
@@ -480,8 +495,8 @@ impl Shell<'_> {
         s.uptime =
             (now.saturating_duration_since(self.started.0).as_secs_f64() * 1000.0).round() / 1000.0;
         s.started_at_s = (self.started.1 * 1000.0).round() / 1000.0;
-        for p in &mut s.programs {
-            p.source = self.plan.workers.source.clone();
+        for (p, planned) in s.programs.iter_mut().zip(&self.plan.programs) {
+            p.source = planned.workers.source.clone();
         }
         let per_second = procfs::ticks_per_second();
         let mut seen = Vec::new();
@@ -491,8 +506,7 @@ impl Shell<'_> {
         // worker's tree: far fewer reads than walking each tree. With
         // --user, as the workers' user: smaps_rollup needs the right to
         // ptrace them, which root without CAP_SYS_PTRACE lacks.
-        let as_user = self.workers_ids();
-        let usages = process::with_fs_ids(as_user, || reader.usage_by_scan(&pids));
+        let usages = self.usage_by_user(&mut reader, &pids);
         for (w, usage) in s.workers_mut().zip(usages) {
             let Some(usage) = usage else {
                 continue;
@@ -527,7 +541,7 @@ impl Shell<'_> {
         s.listeners = self
             .sockets
             .iter()
-            .enumerate()
+            .flat_map(|program| program.iter().enumerate())
             .map(|(i, l)| {
                 let q = sys::accept_queue(l.raw_fd());
                 status::Listener {
@@ -586,7 +600,8 @@ impl Shell<'_> {
     /// goes back to the init when the pre-start command that had it ends.
     fn reaped(&mut self, pid: Pid, status: Status) -> Vec<Event> {
         let mut out = Vec::new();
-        if status == Status::Signaled(Signal::KILL) && self.plan.mode == Mode::Workers {
+        self.program_of.remove(&pid.as_raw());
+        if status == Status::Signaled(Signal::KILL) && self.plan.mode != Mode::Plain {
             if let Some(c) = self.cgroup() {
                 if let Some(count) = c.oom_kills() {
                     let limit = c.limit();
@@ -616,24 +631,41 @@ impl Shell<'_> {
         &mut self,
         action: Action,
         wait: &mut Option<WaitFuture>,
+        relay: &mut relay::Relay,
     ) -> Result<Option<Event>, Error> {
         Ok(match action {
             Action::SpawnWorker {
                 slot,
                 replacement,
                 workers,
-            } => Some(match process::spawn(&self.worker_spec(slot, workers)) {
-                Ok(pid) => Event::Spawned {
-                    slot,
-                    replacement,
-                    pid,
-                },
-                Err(e) => Event::SpawnFailed {
-                    slot,
-                    replacement,
-                    failure: start_failure(e),
-                },
-            }),
+            } => {
+                let mut spec = self.worker_spec(slot, workers);
+                // Held until the child has started (or failed to); the
+                // init keeps only the read ends.
+                let ends = if self.plan.log_prefix {
+                    relay.open(&self.prefix(slot))
+                } else {
+                    None
+                };
+                spec.stdio = ends.as_ref().map(relay::ChildEnds::raw);
+                let spawned = process::spawn(&spec);
+                drop(ends);
+                Some(match spawned {
+                    Ok(pid) => {
+                        self.program_of.insert(pid.as_raw(), slot.program);
+                        Event::Spawned {
+                            slot,
+                            replacement,
+                            pid,
+                        }
+                    }
+                    Err(e) => Event::SpawnFailed {
+                        slot,
+                        replacement,
+                        failure: start_failure(e),
+                    },
+                })
+            }
             Action::SpawnStep { argv } => {
                 // On a terminal (`docker run -it`) the step must be its
                 // foreground group: in the background, a step that reads
@@ -686,17 +718,25 @@ impl Shell<'_> {
             }
             Action::ListDir { path } => Some(Event::DirListed(executables(&path))),
             Action::Bind => {
-                let addrs: Vec<_> = self.plan.listen.iter().map(|l| l.address.clone()).collect();
-                self.sockets = listeners::bind_all(&addrs, self.plan.backlog, &self.plan.socket)?;
-                let fds: Vec<RawFd> = self.sockets.iter().map(Listener::raw_fd).collect();
-                self.probe = readiness::Probe::new(&fds);
-                for (i, l) in self.sockets.iter().enumerate() {
-                    Report::Listening {
-                        address: l.local.clone(),
-                        fd: process::FIRST_FD + i as i32,
+                for p in &self.plan.programs {
+                    let addrs: Vec<_> = p.listen.iter().map(|l| l.address.clone()).collect();
+                    let bound = listeners::bind_all(&addrs, p.backlog, &p.socket)?;
+                    for (i, l) in bound.iter().enumerate() {
+                        Report::Listening {
+                            address: l.local.clone(),
+                            fd: process::FIRST_FD + i as i32,
+                        }
+                        .log();
                     }
-                    .log();
+                    self.sockets.push(bound);
                 }
+                let fds: Vec<RawFd> = self
+                    .sockets
+                    .iter()
+                    .flatten()
+                    .map(Listener::raw_fd)
+                    .collect();
+                self.probe = readiness::Probe::new(&fds);
                 Some(Event::Bound)
             }
             Action::Stop { pid, signal } => {
@@ -734,8 +774,8 @@ impl Shell<'_> {
             Action::CheckListening { pids } => {
                 // At most one answer per pid; the rest wait for the next
                 // look (the machine asks again while any still starts).
-                let as_user = self.workers_ids();
                 for pid in pids {
+                    let as_user = self.ids_of(pid.as_raw());
                     match process::with_fs_ids(as_user, || self.probe.check(pid.as_raw())) {
                         readiness::Seen::Listening => self.answers.push(Event::Ready { pid }),
                         readiness::Seen::Denied => self.answers.push(Event::Unseen { pid }),
@@ -745,10 +785,10 @@ impl Shell<'_> {
                 None
             }
             Action::SampleMemory { pids } => {
-                let as_user = self.workers_ids();
                 let workers = pids
                     .into_iter()
                     .map(|pid| {
+                        let as_user = self.ids_of(pid.as_raw());
                         let bytes = process::with_fs_ids(as_user, || {
                             crate::memory::tree_memory(pid.as_raw())
                         });
@@ -769,7 +809,7 @@ impl Shell<'_> {
             }
             Action::Replan { program } => Some(Event::Replanned {
                 program,
-                count: self.replan(),
+                count: self.replan(program),
             }),
             Action::Report(r) => {
                 r.log();
@@ -779,48 +819,98 @@ impl Shell<'_> {
         })
     }
 
-    /// The workers' uid and gid when they switched to another user:
-    /// their /proc files (fds, smaps_rollup) open only to that uid or to
-    /// CAP_SYS_PTRACE, which Docker does not grant, so the init reads them
-    /// with these as its file-system ids.
-    fn workers_ids(&self) -> Option<(u32, u32)> {
-        let u = self.plan.user.as_ref().filter(|u| u.switch)?;
-        Some((u.uid, u.gid))
+    /// A program's workers' uid and gid when they switched to another
+    /// user: their /proc files (fds, smaps_rollup) open only to that uid
+    /// or to CAP_SYS_PTRACE, which Docker does not grant, so the init
+    /// reads them with these as its file-system ids.
+    fn workers_ids(&self, program: usize) -> Option<(u32, u32)> {
+        let u = self.plan.programs.get(program)?.user.as_ref()?;
+        u.switch.then_some((u.uid, u.gid))
+    }
+
+    /// `workers_ids` of the program a live worker belongs to.
+    fn ids_of(&self, pid: i32) -> Option<(u32, u32)> {
+        self.workers_ids(*self.program_of.get(&pid)?)
+    }
+
+    /// Each worker's usage, read as the user of its program.
+    fn usage_by_user(
+        &self,
+        reader: &mut procfs::Reader,
+        pids: &[i32],
+    ) -> Vec<Option<procfs::Usage>> {
+        let mut out: Vec<Option<procfs::Usage>> = vec![None; pids.len()];
+        let mut users: Vec<Option<(u32, u32)>> = pids.iter().map(|p| self.ids_of(*p)).collect();
+        users.sort();
+        users.dedup();
+        for user in users {
+            let mine: Vec<usize> = (0..pids.len())
+                .filter(|&i| self.ids_of(pids[i]) == user)
+                .collect();
+            let some: Vec<i32> = mine.iter().map(|&i| pids[i]).collect();
+            let got = process::with_fs_ids(user, || reader.usage_by_scan(&some));
+            for (i, u) in mine.into_iter().zip(got) {
+                out[i] = u;
+            }
+        }
+        out
+    }
+
+    /// A worker's `--log-prefix`: `web.0`, `worker.0` for the single
+    /// unnamed program, `child` in plain mode.
+    fn prefix(&self, slot: SlotId) -> String {
+        if self.plan.mode == Mode::Plain {
+            return "child".into();
+        }
+        let name = self
+            .plan
+            .programs
+            .get(slot.program)
+            .map_or("", |p| p.name.as_str());
+        let name = if name.is_empty() { "worker" } else { name };
+        format!("{name}.{}", slot.slot)
     }
 
     fn worker_spec(&self, slot: SlotId, workers: u32) -> process::Spec {
+        let program = &self.plan.programs[slot.program];
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         let mut pid_vars = Vec::new();
-        if self.plan.mode == Mode::Workers {
+        if self.plan.mode != Mode::Plain {
             env.push(("CINIT_WORKER_ID".into(), slot.slot.to_string().into()));
             env.push(("CINIT_WORKERS".into(), workers.to_string().into()));
+            if self.plan.mode == Mode::Programs {
+                env.push(("CINIT_PROGRAM".into(), program.name.clone().into()));
+            }
             if let Some(address) = &self.notify_address {
                 env.push(("NOTIFY_SOCKET".into(), address.into()));
             }
-            if let Some(wd) = self.plan.ready.watchdog {
+            if let Some(wd) = program.ready.watchdog {
                 env.push(("WATCHDOG_USEC".into(), wd.as_micros().to_string().into()));
                 pid_vars.push("WATCHDOG_PID");
             }
         }
         process::Spec {
-            argv: self.plan.argv.clone(),
+            argv: program.argv.clone(),
             env,
             fds: self
                 .sockets
-                .iter()
+                .get(slot.program)
+                .into_iter()
+                .flatten()
                 .map(|l| (l.raw_fd(), l.addr.fd_name()))
                 .collect(),
             new_pgroup: true,
             foreground: self.foreground,
             pid_vars,
-            user: self.plan.user.clone(),
+            user: program.user.clone(),
             no_new_privs: self.plan.no_new_privs,
+            stdio: None,
         }
     }
 
     /// Re-sizes for HUP: `auto` reads the limits again; a fixed count stays.
-    fn replan(&self) -> Option<u32> {
-        let (root, input) = self.plan.resize.as_ref()?;
+    fn replan(&self, program: usize) -> Option<u32> {
+        let (root, input) = self.plan.programs.get(program)?.resize.as_ref()?;
         let host = crate::resources::HostFacts::read(root);
         let res = crate::resources::detect(root, &host);
         let sizing = crate::sizing::decide(input, &res);
