@@ -1,8 +1,13 @@
 //! The Procfile (Heroku's, foreman's, honcho's): one program per line,
 //! `NAME: command`. Blank lines and lines starting with `#` are skipped.
-//! A name is letters, digits, `-` and `_`; the command is split into words
-//! like a shell would (quotes, backslashes), with no expansion: write
-//! `sh -c '...'` where a shell is needed (a FROM scratch image has none).
+//! A name is letters, digits, `-` and `_`.
+//!
+//! A command of plain words (quotes and backslashes allowed) is split as a
+//! shell would and run directly, so it works in an image without a shell
+//! (`FROM scratch`). A command with shell syntax (`$PORT`, `&&`, `|`,
+//! `>`, `;`, globs, ...) runs as `/bin/sh -c COMMAND`, as Heroku and
+//! foreman run every line; cinit signals the whole process group, so the
+//! shell's children get the stop signal too.
 
 use super::words::split_command;
 
@@ -53,7 +58,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
         if out.iter().any(|e| e.name == name) {
             return Err((line, format!("the program `{name}` is named twice")));
         }
-        let argv = split_command(command.trim()).map_err(|m| (line, m))?;
+        let argv = command_argv(command.trim()).map_err(|m| (line, m))?;
         out.push(Entry {
             name: name.to_string(),
             argv,
@@ -64,6 +69,21 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
         return Err((1, "the Procfile names no program".into()));
     }
     Ok(out)
+}
+
+/// The shell's own syntax: a command using any of these needs one.
+const SHELL_SYNTAX: &[char] = &[
+    '$', '&', '|', ';', '<', '>', '`', '(', ')', '*', '?', '[', '~', '{', '\n',
+];
+
+/// A command line as the words to exec: split when it is plain words,
+/// `/bin/sh -c COMMAND` when it uses shell syntax.
+pub fn command_argv(command: &str) -> Result<Vec<String>, String> {
+    let words = split_command(command)?;
+    if command.contains(SHELL_SYNTAX) {
+        return Ok(vec!["/bin/sh".into(), "-c".into(), command.to_string()]);
+    }
+    Ok(words)
 }
 
 fn short(t: &str) -> String {
@@ -89,6 +109,19 @@ mod tests {
         assert_eq!(p[0].argv, ["uvicorn", "app.main:app", "--fd", "3"]);
         assert_eq!(p[1].argv, ["python3", "-m", "worker", "a b"]);
         assert_eq!((p[2].name.as_str(), p[2].line), ("clock", 5));
+    }
+
+    #[test]
+    fn shell_syntax_runs_through_sh() {
+        let p = parse("web: gunicorn app:app --bind 0.0.0.0:$PORT\nrelease: a && b\nplain: python3 -m x 'a;b'\n").unwrap();
+        assert_eq!(
+            p[0].argv,
+            ["/bin/sh", "-c", "gunicorn app:app --bind 0.0.0.0:$PORT"]
+        );
+        assert_eq!(p[1].argv, ["/bin/sh", "-c", "a && b"]);
+        // Quoted, a `;` is still the shell's business: sh keeps the quotes.
+        assert_eq!(p[2].argv, ["/bin/sh", "-c", "python3 -m x 'a;b'"]);
+        assert_eq!(command_argv("x y").unwrap(), ["x", "y"]);
     }
 
     #[test]

@@ -31,7 +31,6 @@ use toml::Spanned;
 use super::file::{scalar_text, File};
 use super::options::{Kind, SETTINGS};
 use super::procfile;
-use super::words::split_command;
 use super::{Config, ConfigError};
 use crate::vocab::{parse_bool, parse_bytes, Workers};
 
@@ -164,7 +163,7 @@ fn apply_key(
                 ));
             }
             p.command = match value.get_ref() {
-                DeValue::String(s) => split_command(s).map_err(bad)?,
+                DeValue::String(s) => procfile::command_argv(s).map_err(bad)?,
                 DeValue::Array(words) => words
                     .iter()
                     .map(|w| match w.get_ref() {

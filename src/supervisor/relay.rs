@@ -100,24 +100,32 @@ impl Relay {
                 i += 1;
                 continue;
             }
+            // Until the pipe has nothing more or was read once: a cleared
+            // readiness must be polled again, which registers the waker
+            // for the pipe's next bytes.
             let mut closed = false;
-            if let Poll::Ready(ready) = p.fd.poll_read_ready(cx) {
-                match ready {
-                    Ok(mut guard) => match sys::read_fd(p.fd.get_ref().as_raw_fd(), buf) {
-                        Ok(0) => closed = true,
-                        Ok(n) => {
-                            let lines = p.lines.push(&p.prefix, &buf[..n]);
-                            if !lines.is_empty() {
-                                log::relay(p.stream, lines);
-                            }
-                            progressed = true;
+            while let Poll::Ready(ready) = p.fd.poll_read_ready(cx) {
+                let Ok(mut guard) = ready else {
+                    closed = true;
+                    break;
+                };
+                match sys::read_fd(p.fd.get_ref().as_raw_fd(), buf) {
+                    Ok(0) => closed = true,
+                    Ok(n) => {
+                        let lines = p.lines.push(&p.prefix, &buf[..n]);
+                        if !lines.is_empty() {
+                            log::relay(p.stream, lines);
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => closed = true,
-                    },
+                        progressed = true;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        guard.clear_ready();
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => closed = true,
                 }
+                break;
             }
             if closed {
                 let mut p = pipes.swap_remove(i);

@@ -23,6 +23,7 @@ mod pid1;
 mod prestart_e2e;
 mod prestart_probe;
 mod privileges;
+mod programs;
 mod readiness;
 mod resources_fixtures;
 mod resources_live;

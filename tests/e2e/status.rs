@@ -547,7 +547,7 @@ fn the_metrics_page_parses_with_prometheus_client_and_promtool() {
             // The parser names counters without `_total`.
             for fam in [
                 "cinit_restarts counter 8",
-                "cinit_workers gauge 6",
+                "cinit_workers gauge 7",
                 "cinit_ready gauge 1",
             ] {
                 assert!(out.contains(fam), "{fam} not in\n{out}");
