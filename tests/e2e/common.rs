@@ -819,3 +819,25 @@ pub fn exclusive_lock(path: &str) -> nix::fcntl::Flock<std::fs::File> {
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .unwrap_or_else(|(_, e)| panic!("lock {path}: {e}"))
 }
+
+/// The host pid of the init's child whose pid in the init's PID
+/// namespace is `ns_pid` (the workers report their own, namespaced pid).
+pub fn host_pid(init: i32, ns_pid: i64) -> i64 {
+    let kids =
+        std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap_or_default();
+    kids.split_whitespace()
+        .filter_map(|k| k.parse::<i64>().ok())
+        .find(|k| {
+            std::fs::read_to_string(format!("/proc/{k}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| {
+                        l.split_whitespace()
+                            .last()
+                            .and_then(|p| p.parse::<i64>().ok())
+                    })
+                })
+                == Some(ns_pid)
+        })
+        .unwrap_or_else(|| panic!("no child of {init} has pid {ns_pid} in its namespace"))
+}

@@ -246,7 +246,7 @@ fn a_restart_stays_within_its_program() {
     let web = pids_of(&dir, "web");
     let queue = pids_of(&dir, "queue");
     assert_eq!((web.len(), queue.len()), (2, 2));
-    kill(queue[0] as i32, 9);
+    kill(host_pid(r.init_pid, queue[0]) as i32, 9);
     r.stderr_line(SLOW, "queue.0 started");
     wait_until("queue.0 to run again", SLOW, || {
         let now = pids_of(&dir, "queue");
@@ -408,23 +408,20 @@ fn prefixed_lines_stay_whole_and_complete_under_load() {
     let mut r = start(&dir, &[]);
     let mut seen = std::collections::BTreeMap::new();
     let mut long = 0;
-    wait_until("every line of every worker", SLOW, || {
-        let Ok(l) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            r.line(Duration::from_secs(30))
-        })) else {
-            return true;
-        };
-        let (prefix, rest) = l.split_at(l.find(" ").expect("a prefix"));
+    let deadline = std::time::Instant::now() + SLOW;
+    while !(seen.len() == 4 && seen.values().all(|v| *v == 300) && long == 8) {
+        let l = r.line(deadline.saturating_duration_since(std::time::Instant::now()));
+        let (prefix, rest) = l.split_at(l.find(' ').expect("a prefix"));
         if rest.starts_with(" + ") || rest.len() > 16 * 1024 {
             long += 1;
-            return false;
+            continue;
         }
         let body = rest
             .strip_prefix(" | ")
             .unwrap_or_else(|| panic!("{l:.80}"));
         if body.starts_with('L') {
             long += 1;
-            return false;
+            continue;
         }
         let tag = &prefix[..1];
         let slot = &prefix[2..];
@@ -444,13 +441,16 @@ fn prefixed_lines_stay_whole_and_complete_under_load() {
         let expected = seen.entry(prefix.to_string()).or_insert(0u32);
         assert_eq!(n.parse::<u32>().unwrap(), *expected, "out of order or lost");
         *expected += 1;
-        seen.len() == 4 && seen.values().all(|v| *v == 300) && long == 8
-    });
+    }
     // The 20,000-byte line: cut at 16 KiB, its rest on a continued line.
     assert_eq!(long, 8);
-    for tag in ["a.0", "a.1", "b.0", "b.1"] {
-        r.stderr_line(SLOW, &format!("{tag} | {}-err", &tag[..1]));
-    }
+    wait_until("each worker's stderr line", SLOW, || {
+        r.drain_stderr();
+        ["a.0", "a.1", "b.0", "b.1"].iter().all(|tag| {
+            let want = format!("{tag} | {}-err", &tag[..1]);
+            r.stderr_seen.iter().any(|l| *l == want)
+        })
+    });
     r.signal(15);
     assert_eq!(r.code(SLOW), 0);
 }
