@@ -175,16 +175,37 @@ pub(crate) struct Image {
 impl Image {
     /// `extra` is appended to the Dockerfile (a HEALTHCHECK, say).
     pub(crate) fn build(extra: &str) -> Image {
-        Image::build_from(static_bins(), None, extra)
+        Image::build_from(static_bins(), None, &[], extra)
+    }
+
+    /// The same image with more files: each `(path, contents)` is copied
+    /// to that absolute path (a Procfile, a cinit.toml).
+    pub(crate) fn build_with(files: &[(&str, &str)], extra: &str) -> Image {
+        Image::build_from(static_bins(), None, files, extra)
     }
 
     /// The same image from the binaries in `bins`, for `platform`
     /// (`linux/arm64`) where it is not the machine's own.
-    fn build_from(bins: &Path, platform: Option<&str>, extra: &str) -> Image {
+    fn build_from(
+        bins: &Path,
+        platform: Option<&str>,
+        files: &[(&str, &str)],
+        extra: &str,
+    ) -> Image {
         let ctx = TempDir::new("docker-ctx");
         for bin in ["init", "cinit-demo"] {
             std::fs::copy(bins.join(bin), ctx.0.join(bin))
                 .unwrap_or_else(|e| panic!("copy {bin} into the build context: {e}"));
+        }
+        let mut copies = String::new();
+        for (i, (path, contents)) in files.iter().enumerate() {
+            assert!(
+                path.starts_with('/'),
+                "{path}: an absolute path in the image"
+            );
+            let name = format!("file-{i}");
+            std::fs::write(ctx.0.join(&name), contents).unwrap();
+            copies.push_str(&format!("COPY {name} {path}\n"));
         }
         std::fs::write(
             ctx.0.join("Dockerfile"),
@@ -192,6 +213,7 @@ impl Image {
                 "FROM scratch\n\
                  COPY init /init\n\
                  COPY cinit-demo /cinit-demo\n\
+                 {copies}\
                  ENTRYPOINT [\"/init\"]\n\
                  {extra}\n"
             ),
@@ -400,7 +422,7 @@ impl Container {
     }
 
     /// Waits until `/healthz` answers 200 through the published port.
-    fn wait_http(&self, port: u16) {
+    pub(crate) fn wait_http(&self, port: u16) {
         let end = Instant::now() + crate::common::PROMPT;
         while http_get(port, "/healthz").map(|r| r.0) != Some(200) {
             if Instant::now() > end || !self.running() {
@@ -424,12 +446,12 @@ impl Drop for Container {
 /// One GET on 127.0.0.1:PORT: (status, body), or None when nothing
 /// answered (docker-proxy accepts and closes when the container does not
 /// listen yet).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     crate::common::http_get(port, path).ok()
 }
 
 /// The demo's answer to `/`: {"pid", "worker", "workers", "path"}.
-fn whoami(port: u16) -> Option<Value> {
+pub(crate) fn whoami(port: u16) -> Option<Value> {
     let (status, body) = http_get(port, "/")?;
     if status != 200 {
         return None;
@@ -441,8 +463,8 @@ fn serve_args(workers: &str) -> Vec<&str> {
     vec!["--workers", workers, "/cinit-demo", "serve"]
 }
 
-const LISTEN_ENV: &str = "CINIT_LISTEN=0.0.0.0:8000";
-const PUBLISH: &str = "127.0.0.1::8000";
+pub(crate) const LISTEN_ENV: &str = "CINIT_LISTEN=0.0.0.0:8000";
+pub(crate) const PUBLISH: &str = "127.0.0.1::8000";
 
 // ------------------------------------------------------------------ tests
 
@@ -1055,7 +1077,7 @@ fn arm64_image_runs_under_emulation() {
         }
     }
     let arm64 = ["--platform", "linux/arm64"];
-    let img = Image::build_from(&a64.bins, Some("linux/arm64"), "");
+    let img = Image::build_from(&a64.bins, Some("linux/arm64"), &[], "");
     assert_eq!(
         docker_ok(&[
             "image",

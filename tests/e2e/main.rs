@@ -13,6 +13,7 @@ mod cli;
 mod demo_worker;
 mod docker;
 mod docker_memory;
+mod docker_programs;
 mod docs_examples;
 mod example_image;
 mod examples;
