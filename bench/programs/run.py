@@ -50,7 +50,8 @@ Definitions:
   was left in the namespace). The manager's exit status is shown.
 
 Each round runs every manager once, the order rotating per round; the table
-gives the median of ROUNDS rounds.
+gives the median of ROUNDS rounds, and for the times also the smallest and
+the largest (from 3 rounds on).
 """
 
 import os
@@ -278,6 +279,12 @@ def main():
         vals = [r[key] for r in results[kind]]
         return fmt.format(statistics.median(vals))
 
+    def spread(kind, key):
+        vals = [r[key] for r in results[kind]]
+        if len(vals) < 3:
+            return med(kind, key, "{:.1f}")
+        return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
+
     def status(kind):
         seen = sorted({r["status"] for r in results[kind]})
         return " / ".join(seen)
@@ -291,10 +298,10 @@ def main():
          lambda k: med(k, "rss", "{:.0f}") + " / " + med(k, "pss", "{:.0f}")),
         ("Manager side: Pss summed, kB", lambda k: med(k, "side_pss", "{:.0f}")),
         (f"Idle wake-ups /s (manager side, over {IDLE:g} s)", lambda k: med(k, "wake", "{:.1f}")),
-        ("Start → web answers HTTP, ms", lambda k: med(k, "http", "{:.1f}")),
-        ("Start → 4 programs up, ms", lambda k: med(k, "up", "{:.1f}")),
-        ("SIGTERM → programs gone, ms", lambda k: med(k, "gone", "{:.1f}")),
-        ("SIGTERM → manager exit, ms", lambda k: med(k, "exit", "{:.1f}")),
+        ("Start → web answers HTTP, ms: median (min–max)", lambda k: spread(k, "http")),
+        ("Start → 4 programs up, ms", lambda k: spread(k, "up")),
+        ("SIGTERM → programs gone, ms", lambda k: spread(k, "gone")),
+        ("SIGTERM → manager exit, ms", lambda k: spread(k, "exit")),
         ("Manager's exit status", status),
     ]
     print(f"| median of {ROUNDS} rounds | " + " | ".join(head.get(k, k) for k in names) + " |")
