@@ -106,8 +106,8 @@ fn tables_have_headers(doc: &str, section: &str) -> usize {
 fn every_benchmark_table_is_quoted_with_its_header() {
     assert_eq!(
         tables_have_headers("docs/benchmarks.md", "# Benchmarks"),
-        4,
-        "the PID-1, the workers, the reload and the status table"
+        5,
+        "the PID-1, the workers, the reload, the status and the programs table"
     );
     assert_eq!(
         tables_have_headers("docs/sizing.md", "What other tools report"),
@@ -151,8 +151,8 @@ fn every_bench_script_prints_the_header_and_times_the_shipped_binary() {
         );
     }
     assert_eq!(
-        scripts, 6,
-        "pid1.sh, workers.sh, cpu-views.sh, memory.sh, reload-timeline.sh, status.sh"
+        scripts, 7,
+        "pid1.sh, workers.sh, cpu-views.sh, memory.sh, reload-timeline.sh, status.sh, programs.sh"
     );
 }
 
