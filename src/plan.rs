@@ -375,6 +375,9 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// How long `docker stop` waits before its SIGKILL unless told (`-t`).
+const DOCKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Plan {
     pub fn build(config: &Config) -> Plan {
         // The limits decide `--workers auto` and a `--memory-high` given as
@@ -477,6 +480,14 @@ impl Plan {
         let stages: Vec<u32> = programs.iter().map(|p| p.stop_stage).collect();
         let timeouts: Vec<Duration> = programs.iter().map(|p| p.graceful_timeout).collect();
         plan.shutdown.budget = config.shutdown_delay + staged_timeout(&stages, &timeouts);
+        // Each stop stage waits for its slowest program, one after the other.
+        if plan.shutdown.budget > DOCKER_STOP_TIMEOUT {
+            warnings.push(format!(
+                "the programs may take up to {} to stop (each stop stage waits its own graceful_timeout), more than docker stop's default 10s: run docker stop -t {}, or raise stop_grace_period (Compose) or terminationGracePeriodSeconds (Kubernetes) to match",
+                format_duration(plan.shutdown.budget),
+                plan.shutdown.budget.as_secs_f64().ceil() as u64 + 1
+            ));
+        }
         plan.memory.sampling = programs.iter().any(|p| p.memory.sampling);
         warnings.extend(resources.warnings.iter().cloned());
         plan.warnings = warnings;

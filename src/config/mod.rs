@@ -87,7 +87,7 @@ pub struct Config {
     /// the single command.
     pub programs: Vec<programs::ProgramConfig>,
     pub procfile: Option<PathBuf>,
-    /// Prefix the children's lines; `None`: on with a Procfile.
+    /// Prefix the children's lines; `None`: on with several programs.
     pub log_prefix: Option<bool>,
     pub file: Option<PathBuf>,
     pub dry_run: bool,

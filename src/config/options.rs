@@ -924,7 +924,7 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         }),
         default: Default::Value("auto"),
-        help: "Prefix each line the children print with `NAME.SLOT | ` (the init copies their output, whole lines only); auto: on with a Procfile",
+        help: "Prefix each line the children print with `NAME.SLOT | ` (the init copies their output, whole lines only); auto: on with several programs (a Procfile or [programs] tables)",
         why: "foreman and honcho prefix lines with the process name, and several programs in one container want it; off, the children write to the container's stdout and stderr themselves, with no copy.",
         ..BASE
     },

@@ -487,6 +487,12 @@ fn the_plan_shows_the_programs_their_order_and_the_budget() {
     assert_eq!((stage("worker"), stage("clock"), stage("web")), (0, 0, 1));
     // worker and clock stop together (20 s at most), then web (10 s).
     assert_eq!(plan["shutdown"]["budget_s"], 30.0);
+    // Past docker stop's 10 s: the plan says what to raise.
+    let warned = plan["warnings"].as_array().unwrap().iter().any(|w| {
+        w.as_str()
+            .is_some_and(|w| w.contains("up to 30s") && w.contains("docker stop -t 31"))
+    });
+    assert!(warned, "{}", plan["warnings"]);
     assert_eq!(programs[0]["listen"][0]["fd"], 3);
     assert_eq!(programs[1]["listen"].as_array().unwrap().len(), 0);
     let text = Command::new(INIT)
