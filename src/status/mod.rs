@@ -110,7 +110,7 @@ pub struct Status {
     pub schema: u32,
     /// The init's pid (1 in a container).
     pub pid: i32,
-    /// "plain" or "workers".
+    /// "plain", "workers" or "programs".
     pub mode: &'static str,
     pub phase: Phase,
     /// A shutdown has begun (`draining`, `stopping`, `exiting`).

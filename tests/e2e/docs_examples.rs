@@ -634,6 +634,7 @@ const DOCUMENTS: &[&str] = &[
     "docs/memory.md",
     "docs/plan.md",
     "docs/prestart.md",
+    "docs/programs.md",
     "docs/sizing.md",
     "docs/status.md",
     "docs/workers.md",
@@ -657,6 +658,11 @@ fn memory() {
 #[test]
 fn plan() {
     check("docs/plan.md");
+}
+
+#[test]
+fn programs() {
+    check("docs/programs.md");
 }
 
 #[test]

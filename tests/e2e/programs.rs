@@ -255,6 +255,7 @@ fn a_restart_stays_within_its_program() {
     assert_eq!(pids_of(&dir, "web"), web, "web's workers were not touched");
     assert_eq!(pids_of(&dir, "queue")[1], queue[1]);
     let s = status_json(&dir);
+    assert_eq!(s["mode"], "programs");
     let programs = s["programs"].as_array().unwrap();
     assert_eq!(programs[1]["restarts"]["crash"], 1, "{s}");
     assert_eq!(programs[0]["restarts"]["crash"], 0, "{s}");

@@ -45,8 +45,11 @@ impl Machine {
         status::Status {
             schema: status::SCHEMA,
             pid: 0,
+            // Named programs come from a Procfile or [programs] tables.
             mode: if self.settings.plain {
                 "plain"
+            } else if self.settings.programs.iter().any(|p| !p.name.is_empty()) {
+                "programs"
             } else {
                 "workers"
             },
