@@ -26,8 +26,9 @@ pub const MAX_SIZE: u64 = 1 << 20;
 
 /// The text of the file at `path`, refused when it is not a regular file
 /// or is larger than `MAX_SIZE`.
-pub fn read(path: &Path) -> Result<String, ConfigError> {
+pub fn read(path: &Path, what: &'static str) -> Result<String, ConfigError> {
     let fail = |reason: String| ConfigError::ReadFile {
+        what,
         path: path.to_path_buf(),
         reason,
     };
@@ -223,9 +224,9 @@ mod tests {
 
     #[test]
     fn only_small_regular_files_are_read() {
-        let e = read(Path::new("/dev/zero")).unwrap_err().to_string();
+        let e = read(Path::new("/dev/zero"), "config file").unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
-        let e = read(Path::new("/tmp")).unwrap_err().to_string();
+        let e = read(Path::new("/tmp"), "config file").unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
     }
 }

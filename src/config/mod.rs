@@ -43,8 +43,13 @@ pub const DEFAULT_FILE: &str = "/etc/cinit.toml";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("failed to read config file {}: {reason}", path.display())]
-    ReadFile { path: PathBuf, reason: String },
+    #[error("failed to read {what} {}: {reason}", path.display())]
+    ReadFile {
+        /// "config file" or "Procfile".
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
     #[error("{}:{line}:{column}: {message}", path.display())]
     FileSyntax {
         path: PathBuf,
@@ -187,7 +192,10 @@ impl Config {
 /// environment `env`, the file they name (or the default file).
 pub fn resolve(args: &Args, env: &dyn Env) -> Result<Config, ConfigError> {
     let path = config_path(args, env)?;
-    let text = path.as_deref().map(file::read).transpose()?;
+    let text = path
+        .as_deref()
+        .map(|p| file::read(p, "config file"))
+        .transpose()?;
     let file = match (&path, &text) {
         (Some(p), Some(t)) => Some(file::File::parse(p, t)?),
         _ => None,
@@ -245,7 +253,11 @@ pub fn resolve_with(
     c.steps = steps::resolve(&layers, &c)?;
     c.command = command(args, file)?;
     c.warnings = layers.unknown_env();
-    let procfile_text = c.procfile.as_deref().map(file::read).transpose()?;
+    let procfile_text = c
+        .procfile
+        .as_deref()
+        .map(|p| file::read(p, "Procfile"))
+        .transpose()?;
     c.programs = programs::resolve(
         &c,
         file,

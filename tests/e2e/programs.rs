@@ -553,4 +553,20 @@ fn bad_programs_are_refused_with_a_clear_message() {
         assert!(err.contains(message), "{procfile:?} {toml:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // Not a file, or not text: named as the Procfile, not the config.
+    let dir = TempDir::new("programs");
+    std::fs::write(dir.path("binary"), [0xff, 0xfe, b'\n', 0]).unwrap();
+    for (path, message) in [
+        ("/", "failed to read Procfile /: not a regular file"),
+        ("binary", "failed to read Procfile binary: "),
+    ] {
+        let out = Command::new(INIT)
+            .args(["--procfile", path, "--dry-run"])
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path}: {err}");
+        assert!(err.contains(message), "{path}: {err}");
+    }
 }
