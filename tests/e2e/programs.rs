@@ -570,3 +570,43 @@ fn bad_programs_are_refused_with_a_clear_message() {
         assert!(err.contains(message), "{path}: {err}");
     }
 }
+
+#[test]
+fn the_auto_program_is_sized_with_what_the_others_declare_set_aside() {
+    let plan = |toml: &str| -> serde_json::Value {
+        let dir = setup("web: cinit-demo serve\nq: cinit-demo sleep\n", toml);
+        let out = Command::new(INIT)
+            .args(["--procfile", "Procfile", "--config", "cinit.toml"])
+            .args(["--memory", "1GiB", "--cpus", "8", "--dry-run", "--json"])
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let base = "workers = \"auto\"\nworker_memory = \"100MiB\"\n[programs.q]\nworkers = 2\n";
+    // 1 GiB / 100 MiB: 10 web workers when q declares nothing.
+    let p = plan(base);
+    assert_eq!(p["programs"][0]["workers"]["count"], 10, "{p}");
+    // q's 2 x 200 MiB are set aside: (1 GiB - 400 MiB) / 100 MiB = 6.
+    let p = plan(&format!("{base}memory = \"200MiB\"\n"));
+    let web = &p["programs"][0]["workers"];
+    assert_eq!(web["count"], 6, "{p}");
+    assert_eq!(web["sizing"]["limited_by"], "memory");
+    assert!(web["sizing"]["formula"]
+        .as_str()
+        .unwrap()
+        .contains("the reserve includes 400 MiB the other programs declare"));
+    assert_eq!(p["programs"][1]["workers"]["count"], 2);
+    // More declared than the limit: said, and web still gets its minimum.
+    let p = plan(&format!("{base}memory = \"600MiB\"\n"));
+    assert_eq!(p["programs"][0]["workers"]["count"], 1, "{p}");
+    assert!(
+        p["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("more than the memory limit")),
+        "{p}"
+    );
+}
