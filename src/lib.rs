@@ -86,7 +86,12 @@ where
         return supervisor::probe(target);
     }
     if let Some(request) = config.request {
-        return Ok(control::client::run(request, config.json, &config.control));
+        return Ok(control::client::run(
+            request,
+            config.program.clone(),
+            config.json,
+            &config.control,
+        ));
     }
     let plan = plan::Plan::build(&config);
     if config.dry_run {

@@ -224,9 +224,13 @@ mod tests {
 
     #[test]
     fn only_small_regular_files_are_read() {
-        let e = read(Path::new("/dev/zero"), "config file").unwrap_err().to_string();
+        let e = read(Path::new("/dev/zero"), "config file")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a regular file"), "{e}");
-        let e = read(Path::new("/tmp"), "config file").unwrap_err().to_string();
+        let e = read(Path::new("/tmp"), "config file")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a regular file"), "{e}");
     }
 }

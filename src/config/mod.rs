@@ -101,6 +101,8 @@ pub struct Config {
     /// A request to the running init (`--status`, `--reload`, `--scale`,
     /// `--stop`, `--probe ready`): this run is its client.
     pub request: Option<Request>,
+    /// `--program NAME`: the program a `--reload` or `--scale` is about.
+    pub program: Option<String>,
     pub control: ControlSocket,
     /// `--metrics`: None when off.
     pub metrics: Option<ListenAddr>,
@@ -336,6 +338,11 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "{} cannot be combined with --probe URL",
             r.option()
         )));
+    }
+    if c.program.is_some() && !matches!(c.request, Some(Request::Reload | Request::Scale(_))) {
+        return Err(ConfigError::Invalid(
+            "--program names the program a --reload or --scale is about: give one of them".into(),
+        ));
     }
     if c.request.is_some() && c.control == ControlSocket::Off {
         return Err(ConfigError::Invalid(

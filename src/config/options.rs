@@ -231,6 +231,23 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        key: "program",
+        option: Some("program"),
+        value: "NAME",
+        env: None,
+        toml: false,
+        kind: Kind::Scalar(|c, v| {
+            if !super::procfile::valid_name(v) {
+                return Err("a program's name: letters, digits, `-` and `_`".into());
+            }
+            c.program = Some(v.to_string());
+            Ok(())
+        }),
+        help: "With --reload or --scale: the program asked about (default: --reload rolls every program, --scale acts on web or the first)",
+        why: "Several programs (docs/programs.md): a new release of the queue worker alone, more web workers alone.",
+        ..BASE
+    },
+    Setting {
         key: "stop",
         option: Some("stop"),
         env: None,

@@ -27,10 +27,11 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_ANSWER: u64 = 16 << 20;
 
 /// Asks the running init, prints what it says, and returns the exit code.
-pub fn run(request: Request, json: bool, setting: &ControlSocket) -> i32 {
+pub fn run(request: Request, program: Option<String>, json: bool, setting: &ControlSocket) -> i32 {
     let ask = Ask {
         request,
         text: request == Request::Status && !json,
+        program,
     };
     let answer = match exchange(&ask, setting) {
         Ok(a) => a,

@@ -29,11 +29,13 @@ pub const VERSION: u64 = 1;
 pub const MAX_REQUEST: usize = 4096;
 
 /// A request, as the protocol carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ask {
     pub request: Request,
     /// For `status`: the text form instead of the document.
     pub text: bool,
+    /// For `reload` and `scale`: the program asked about (`--program`).
+    pub program: Option<String>,
 }
 
 /// The request line a client sends.
@@ -49,6 +51,10 @@ pub fn request_line(ask: &Ask) -> String {
         Request::Scale(Scale::To(n)) => line.push_str(&format!(",\"to\":{n}")),
         Request::Scale(Scale::By(d)) => line.push_str(&format!(",\"by\":{d}")),
         _ => {}
+    }
+    // Program names are letters, digits, `-` and `_`: nothing to escape.
+    if let Some(p) = &ask.program {
+        line.push_str(&format!(",\"program\":\"{p}\""));
     }
     line.push_str("}\n");
     line
@@ -103,7 +109,21 @@ pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
             ))
         }
     };
-    Ok(Ask { request, text })
+    let program = match m.get("program") {
+        None => None,
+        Some(p) => match p.as_str() {
+            Some(name) if crate::config::procfile::valid_name(name) => Some(name.to_string()),
+            _ => return Err("\"program\" is a program's name".into()),
+        },
+    };
+    if program.is_some() && !matches!(request, Request::Reload | Request::Scale(_)) {
+        return Err("\"program\" goes with \"reload\" and \"scale\" only".into());
+    }
+    Ok(Ask {
+        request,
+        text,
+        program,
+    })
 }
 
 /// An answer: `version` and `ok`, and the fields its request has.
@@ -164,7 +184,11 @@ mod tests {
     use super::*;
 
     fn round(r: Request, text: bool) {
-        let ask = Ask { request: r, text };
+        let ask = Ask {
+            request: r,
+            text,
+            program: None,
+        };
         let line = request_line(&ask);
         assert!(line.ends_with('\n') && line.len() < MAX_REQUEST);
         assert_eq!(parse_request(line.trim_end().as_bytes()), Ok(ask), "{line}");
@@ -179,6 +203,23 @@ mod tests {
         round(Request::Stop, false);
         round(Request::Scale(Scale::To(3)), false);
         round(Request::Scale(Scale::By(-2)), false);
+        for r in [Request::Reload, Request::Scale(Scale::By(1))] {
+            let ask = Ask {
+                request: r,
+                text: false,
+                program: Some("queue-2".into()),
+            };
+            let line = request_line(&ask);
+            assert_eq!(parse_request(line.trim_end().as_bytes()), Ok(ask), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_program_must_be_a_name_and_go_with_reload_or_scale() {
+        let e = |s: &str| parse_request(s.as_bytes()).unwrap_err();
+        assert!(e(r#"{"command":"reload","program":"a b"}"#).contains("a program's name"));
+        assert!(e(r#"{"command":"reload","program":7}"#).contains("a program's name"));
+        assert!(e(r#"{"command":"status","program":"web"}"#).contains("reload"));
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub enum Event {
     /// of the signal.
     Control {
         command: Command,
+        /// The program named with `--program` (`--reload`, `--scale`);
+        /// none: every program for a reload, the primary one for a scale.
+        program: Option<usize>,
         by: Peer,
     },
 }

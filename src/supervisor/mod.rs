@@ -413,6 +413,23 @@ impl Shell<'_> {
             }
             Query::Control { ask, by } => (ask, by),
         };
+        let program = match &ask.program {
+            None => None,
+            Some(name) => match self.plan.programs.iter().position(|p| &p.name == name) {
+                Some(i) if self.plan.mode == Mode::Programs => Some(i),
+                _ => {
+                    let names: Vec<&str> =
+                        self.plan.programs.iter().map(|p| p.name.as_str()).collect();
+                    let message = if self.plan.mode == Mode::Programs {
+                        format!("no program named {name} (there are {})", names.join(", "))
+                    } else {
+                        format!("no program named {name}: this init runs one command (see docs/programs.md)")
+                    };
+                    let _ = asked.reply.send(protocol::error(&message));
+                    return;
+                }
+            },
+        };
         let command = match ask.request {
             Request::Status => {
                 let s = self.status(machine, now);
@@ -457,7 +474,14 @@ impl Shell<'_> {
             Request::Scale(s) => Command::Scale(s),
             Request::Stop => Command::Stop,
         };
-        let actions = machine.on_event(Event::Control { command, by }, now);
+        let actions = machine.on_event(
+            Event::Control {
+                command,
+                program,
+                by,
+            },
+            now,
+        );
         let mut refused = false;
         let mut message = String::new();
         for a in &actions {

@@ -339,7 +339,10 @@ pub enum Report {
         why: &'static str,
     },
     /// `init --reload`: the same as HUP's `Reload`, without the signal.
-    Reloading,
+    Reloading {
+        /// `--program NAME`; none: every program.
+        program: Option<Arc<str>>,
+    },
     /// `init --stop`: the same as TERM's `Shutdown`, without the signal.
     Stopping {
         delay: Option<Duration>,
@@ -462,7 +465,7 @@ impl Report {
             StepInterrupted { .. } => "prestart_interrupted",
             Requested { .. } => "control",
             Refused { .. } => "control_refused",
-            Reloading => "reload",
+            Reloading { .. } => "reload",
             Stopping { .. } => "shutdown",
         }
     }
@@ -707,7 +710,12 @@ impl Report {
                     f.push(("delay_s", secs(*d)));
                 }
             }
-            AllFinished | LeftoversKilled | Reload | Reloading | StepSkip { .. } => {}
+            AllFinished | LeftoversKilled | Reload | StepSkip { .. } => {}
+            Reloading { program } => {
+                if let Some(p) = program {
+                    f.push(("program", Value::from(p.as_ref())));
+                }
+            }
         }
         f
     }
@@ -1071,7 +1079,13 @@ impl fmt::Display for Report {
                 by.pid, by.uid
             ),
             Refused { command, why } => write!(f, "{command} refused: {why}"),
-            Reloading => f.write_str("re-reading limits, then replacing every worker one by one"),
+            Reloading { program: None } => {
+                f.write_str("re-reading limits, then replacing every worker one by one")
+            }
+            Reloading { program: Some(p) } => write!(
+                f,
+                "re-reading limits, then replacing the workers of program {p} one by one"
+            ),
             Stopping { delay: None } => f.write_str("stopping"),
             Stopping { delay: Some(d) } => write!(
                 f,

@@ -215,7 +215,9 @@ fn the_procfile_example_runs_web_queue_worker_and_scheduler() {
     let queue = pids_at(&sock, "worker");
     kill(host_pid(r.init_pid, queue[0]) as i32, 9);
     wait_until("the queue worker to run again", SLOW, || {
-        pids_at(&sock, "worker").first().is_some_and(|p| *p != queue[0])
+        pids_at(&sock, "worker")
+            .first()
+            .is_some_and(|p| *p != queue[0])
     });
     assert_eq!(pids_at(&sock, "web"), web, "web's workers were not touched");
     let (code, body) = http_post(port, "/jobs?n=10").unwrap();
@@ -628,4 +630,60 @@ fn the_auto_program_is_sized_with_what_the_others_declare_set_aside() {
             .any(|w| w.as_str().unwrap().contains("more than the memory limit")),
         "{p}"
     );
+}
+
+#[test]
+fn reload_and_scale_can_name_one_program() {
+    if !require_pid1() {
+        return;
+    }
+    let dir = setup(
+        "web: cinit-demo serve\nqueue: cinit-demo sleep\n",
+        "listen = [\"tcp://127.0.0.1:0\"]\nworkers = 2\n[programs.queue]\nafter = [\"web\"]\n",
+    );
+    let mut r = start(&dir, &[]);
+    r.stderr_line(SLOW, "cinit: ready:");
+    let ask = |args: &[&str]| {
+        let out = clean_command(INIT)
+            .args(["--control", &dir.path("c.sock")])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let web = pids_of(&dir, "web");
+    let queue = pids_of(&dir, "queue");
+    // A new release of the queue worker alone.
+    let (code, out) = ask(&["--reload", "--program", "queue"]);
+    assert_eq!(code, Some(0), "{out}");
+    r.stderr_line(SLOW, "replacing the workers of program queue one by one");
+    wait_until("queue.0 to be replaced", SLOW, || {
+        pids_of(&dir, "queue")
+            .first()
+            .is_some_and(|p| *p != queue[0])
+    });
+    assert_eq!(pids_of(&dir, "web"), web, "web's workers were not touched");
+    // One more queue worker; web keeps its two.
+    let (code, out) = ask(&["--scale", "+1", "--program", "queue"]);
+    assert_eq!(code, Some(0), "{out}");
+    wait_until("a second queue worker", SLOW, || {
+        pids_of(&dir, "queue").len() == 2
+    });
+    assert_eq!(pids_of(&dir, "web").len(), 2);
+    // A name that is not a program, and --program without a command.
+    let (code, out) = ask(&["--reload", "--program", "nope"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("no program named nope (there are web, queue)"),
+        "{out}"
+    );
+    let (code, out) = ask(&["--status", "--program", "web"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--program names the program"), "{out}");
+    r.signal(15);
+    assert_eq!(r.code(SLOW), 0);
 }

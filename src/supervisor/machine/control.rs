@@ -15,8 +15,17 @@ use crate::supervisor::report::Report;
 use crate::vocab::{Scale, Signal};
 
 impl Machine {
-    pub(super) fn control(&mut self, command: Command, by: Peer, now: Instant) -> Vec<Action> {
-        let name = command.to_string();
+    pub(super) fn control(
+        &mut self,
+        command: Command,
+        program: Option<usize>,
+        by: Peer,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut name = command.to_string();
+        if let Some(p) = program {
+            name = format!("{name} of program {}", self.settings.programs[p].name);
+        }
         let mut out = vec![report(Report::Requested {
             command: name.clone(),
             by,
@@ -52,7 +61,21 @@ impl Machine {
             )),
             Command::Reload | Command::Scale(_) => match self.phase {
                 Phase::Running => {
-                    let p = self.settings.scale_program;
+                    let p = program.unwrap_or(self.settings.scale_program);
+                    let prog = &self.programs[p];
+                    let idle = if prog.gave_up {
+                        Some("the program gave up (it is not critical): it stays stopped")
+                    } else if !prog.launched {
+                        Some("the program waits for the programs of its `after`")
+                    } else {
+                        None
+                    };
+                    // A reload of every program passes over the idle ones.
+                    let targeted = program.is_some() || matches!(command, Command::Scale(_));
+                    if let (Some(why), true) = (idle, targeted) {
+                        out.push(refused(why));
+                        return out;
+                    }
                     match command {
                         Command::Scale(Scale::By(d)) => out.extend(self.scale_by(p, d, now)),
                         Command::Scale(Scale::To(n)) => {
@@ -66,9 +89,13 @@ impl Machine {
                             }
                         }
                         _ => {
-                            out.push(report(Report::Reloading));
+                            out.push(report(Report::Reloading {
+                                program: program.map(|p| self.settings.programs[p].name.clone()),
+                            }));
+                            let all = 0..self.programs.len();
                             out.extend(
-                                (0..self.programs.len()).map(|program| Action::Replan { program }),
+                                all.filter(|&p| program.is_none_or(|only| only == p))
+                                    .map(|program| Action::Replan { program }),
                             );
                         }
                     }

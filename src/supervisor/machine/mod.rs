@@ -237,7 +237,11 @@ impl Machine {
             } => self.sampled(&workers, working_set, now),
             Event::OomKills { count, limit } => self.oom_kills(count, limit),
             Event::NoChildren { others_alive } => self.no_children(others_alive, now),
-            Event::Control { command, by } => self.control(command, by, now),
+            Event::Control {
+                command,
+                program,
+                by,
+            } => self.control(command, program, by, now),
         }
     }
 

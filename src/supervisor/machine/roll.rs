@@ -21,6 +21,11 @@ impl Machine {
         if self.phase != Phase::Running || p >= self.programs.len() {
             return Vec::new();
         }
+        // A program not started yet starts with the new plan anyway; one
+        // that gave up stays stopped.
+        if !self.programs[p].launched || self.programs[p].gave_up {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         if let Some(n) = count.filter(|&n| n != self.worker_count(p)) {
             out.extend(self.scale_to(p, n, now));

@@ -16,6 +16,7 @@ fn control(m: &mut Machine, c: Command, at: Instant) -> Vec<Action> {
     m.on_event(
         Event::Control {
             command: c,
+            program: None,
             by: ROOT,
         },
         at,
@@ -47,7 +48,10 @@ fn reload_does_what_hup_does_even_when_a_rule_takes_hup_away() {
     assert!(!refused(&a));
     assert!(matches!(
         reports(&a)[..],
-        [Report::Requested { .. }, Report::Reloading]
+        [
+            Report::Requested { .. },
+            Report::Reloading { program: None }
+        ]
     ));
     assert_eq!(acts(a), vec![Action::Replan { program: 0 }]);
     let a = acts(m.on_event(

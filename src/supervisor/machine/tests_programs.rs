@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::tests::*;
 use super::*;
+use crate::supervisor::events::{Command, Peer};
 use crate::supervisor::report::Report;
+use crate::vocab::Scale;
 
 /// web (listen readiness), worker (after web, not critical), clock
 /// (after worker, 5 s to stop); one worker each.
@@ -278,4 +280,70 @@ fn a_one_shot_program_that_failed_keeps_the_next_from_starting() {
     start(&mut m, at(0, 0), 100, t0);
     let a = exited(&mut m, 100, Status::Exited(2), after(t0, 300));
     assert!(spawns(&a).is_empty());
+}
+
+fn ask(m: &mut Machine, command: Command, program: Option<usize>, t: Instant) -> Vec<Action> {
+    m.on_event(
+        Event::Control {
+            command,
+            program,
+            by: Peer { pid: 42, uid: 0 },
+        },
+        t,
+    )
+}
+
+fn replans(a: &[Action]) -> Vec<usize> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Replan { program } => Some(*program),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_of_one_program_replaces_only_its_workers() {
+    let (mut m, t) = all_running();
+    assert_eq!(
+        replans(&ask(&mut m, Command::Reload, None, t)),
+        vec![0, 1, 2]
+    );
+    let (mut m, t) = all_running();
+    let a = ask(&mut m, Command::Reload, Some(1), t);
+    assert_eq!(replans(&a), vec![1], "worker alone");
+    assert!(reports(&a).contains(&Report::Reloading {
+        program: Some(Arc::from("worker"))
+    }));
+    let a = m.on_event(
+        Event::Replanned {
+            program: 1,
+            count: None,
+        },
+        t,
+    );
+    assert_eq!(spawns(&a), vec![at(1, 0)], "a new worker for worker.0");
+}
+
+#[test]
+fn a_scale_goes_to_the_named_program_and_not_to_one_that_waits() {
+    let (mut m, t) = all_running();
+    let a = ask(&mut m, Command::Scale(Scale::By(1)), Some(2), t);
+    assert_eq!(spawns(&a), vec![at(2, 1)], "clock.1");
+    let a = ask(&mut m, Command::Scale(Scale::By(1)), None, t);
+    assert_eq!(spawns(&a), vec![at(0, 1)], "web.1 by default");
+    // worker waits for web: nothing is started for it before its turn.
+    let t0 = Instant::now();
+    let mut m = Machine::new(three());
+    m.start();
+    m.on_event(Event::Bound, t0);
+    start(&mut m, at(0, 0), 100, t0);
+    let a = ask(&mut m, Command::Scale(Scale::By(1)), Some(1), t0);
+    assert!(spawns(&a).is_empty());
+    assert!(
+        reports(&a)
+            .iter()
+            .any(|r| matches!(r, Report::Refused { why, .. } if why.contains("after"))),
+        "{a:?}"
+    );
 }
