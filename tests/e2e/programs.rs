@@ -470,7 +470,7 @@ fn prefixed_lines_stay_whole_and_complete_under_load() {
         r.drain_stderr();
         ["a.0", "a.1", "b.0", "b.1"].iter().all(|tag| {
             let want = format!("{tag} | {}-err", &tag[..1]);
-            r.stderr_seen.iter().any(|l| *l == want)
+            r.stderr_seen.contains(&want)
         })
     });
     r.signal(15);
