@@ -115,6 +115,9 @@ pub struct ProgramPlan {
     /// When it is stopped: stage 0 first; a program stops only once every
     /// program started after it has stopped.
     pub stop_stage: u32,
+    /// What one worker needs, in bytes: `worker_memory` for the `auto`
+    /// program, its declared `memory` for another; null: not declared.
+    pub worker_memory: Option<u64>,
     #[serde(skip)]
     pub resize: Option<(PathBuf, SizingInput)>,
 }
@@ -139,9 +142,20 @@ impl ProgramPlan {
             after: Vec::new(),
             critical: true,
             stop_stage: 0,
+            worker_memory: None,
             resize: plan.resize.clone(),
         }
     }
+}
+
+/// The program TTIN, TTOU and `--scale` act on, and the plan's top-level
+/// fields describe: `web`, else the first that listens, else the first.
+fn primary_of<'a>(programs: impl Iterator<Item = &'a ProgramPlan> + Clone) -> usize {
+    programs
+        .clone()
+        .position(|p| p.name == "web")
+        .or_else(|| programs.clone().position(|p| !p.listen.is_empty()))
+        .unwrap_or(0)
 }
 
 /// The stop stage of each program, given the indices each starts after:
@@ -448,6 +462,10 @@ impl Plan {
             }
             pp.after = p.after.clone();
             pp.critical = p.critical;
+            pp.worker_memory = match c.workers {
+                Some(Workers::Auto) => Some(c.worker_memory),
+                _ => p.memory,
+            };
             if let Some(s) = &mut pp.workers.sizing {
                 if fixed_memory > 0 {
                     s.formula.push_str(&format!(
@@ -470,7 +488,7 @@ impl Plan {
         for (stage, (p, _)) in stop_stages(&after).into_iter().zip(plans.iter_mut()) {
             p.stop_stage = stage;
         }
-        let primary = plans.iter().position(|(p, _)| p.name == "web").unwrap_or(0);
+        let primary = primary_of(plans.iter().map(|(p, _)| p));
         let programs: Vec<ProgramPlan> = plans.iter().map(|(p, _)| p.clone()).collect();
         let (_, mut plan) = plans.swap_remove(primary);
         plan.mode = Mode::Programs;
@@ -995,10 +1013,7 @@ impl Plan {
 impl Plan {
     /// The program TTIN and TTOU act on: `web`, or the first.
     pub fn primary(&self) -> usize {
-        self.programs
-            .iter()
-            .position(|p| p.name == "web")
-            .unwrap_or(0)
+        primary_of(self.programs.iter())
     }
 
     fn primary_name(&self) -> &str {
@@ -1072,7 +1087,45 @@ impl Plan {
             })
             .collect();
         lines.push(format!("  stop order  {}", stages.join(", then ")));
+        if let Some(m) = self.programs_memory_text() {
+            lines.push(format!("  memory      {m}"));
+        }
         lines.join("\n")
+    }
+
+    /// What the programs' workers need together against the limit:
+    /// `web 6 × 100 MiB + worker 2 × 200 MiB = 1000 MiB of the 1 GiB
+    /// limit`; None when no program declares its memory.
+    fn programs_memory_text(&self) -> Option<String> {
+        if self.programs.iter().all(|p| p.worker_memory.is_none()) {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let mut total: u64 = 0;
+        let mut unknown = Vec::new();
+        for p in &self.programs {
+            match p.worker_memory {
+                Some(m) => {
+                    total = total.saturating_add(m.saturating_mul(u64::from(p.workers.count)));
+                    parts.push(format!(
+                        "{} {} × {}",
+                        p.name,
+                        p.workers.count,
+                        format_bytes(m)
+                    ));
+                }
+                None => unknown.push(p.name.as_str()),
+            }
+        }
+        let mut text = format!("{} = {}", parts.join(" + "), format_bytes(total));
+        match self.memory.limit {
+            Some(limit) => text.push_str(&format!(" of the {} limit", format_bytes(limit))),
+            None => text.push_str(" (no memory limit known)"),
+        }
+        if !unknown.is_empty() {
+            text.push_str(&format!("; not declared: {}", unknown.join(", ")));
+        }
+        Some(text)
     }
 
     /// `mode 0660, owner 0:33` for a unix socket, when either is set.

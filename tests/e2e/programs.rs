@@ -619,6 +619,25 @@ fn the_auto_program_is_sized_with_what_the_others_declare_set_aside() {
         .unwrap()
         .contains("the reserve includes 400 MiB the other programs declare"));
     assert_eq!(p["programs"][1]["workers"]["count"], 2);
+    assert_eq!(p["programs"][1]["worker_memory"], 200 * 1024 * 1024);
+    // The text form adds it up against the limit.
+    let dir = setup(
+        "web: cinit-demo serve\nq: cinit-demo sleep\n",
+        &format!("{base}memory = \"200MiB\"\n"),
+    );
+    let text = Command::new(INIT)
+        .args(["--procfile", "Procfile", "--config", "cinit.toml"])
+        .args(["--memory", "1GiB", "--cpus", "8", "--dry-run"])
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "  memory      web 6 × 100 MiB + q 2 × 200 MiB = 1000 MiB of the 1 GiB limit"
+        ),
+        "{text}"
+    );
     // More declared than the limit: said, and web still gets its minimum.
     let p = plan(&format!("{base}memory = \"600MiB\"\n"));
     assert_eq!(p["programs"][0]["workers"]["count"], 1, "{p}");
@@ -686,4 +705,27 @@ fn reload_and_scale_can_name_one_program() {
     assert!(out.contains("--program names the program"), "{out}");
     r.signal(15);
     assert_eq!(r.code(SLOW), 0);
+}
+
+#[test]
+fn without_web_the_program_that_listens_is_the_one_scaled() {
+    // No global --listen: `api` listens from its own table, so TTIN,
+    // TTOU and --scale act on it, not on the first program.
+    let dir = setup(
+        "jobs: cinit-demo sleep\napi: cinit-demo serve\n",
+        "[programs.api]\nlisten = [\"tcp://127.0.0.1:8000\"]\nworkers = 3\n",
+    );
+    let out = Command::new(INIT)
+        .args(["--procfile", "Procfile", "--config", "cinit.toml"])
+        .arg("--dry-run")
+        .current_dir(&dir.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "workers     3  (key `programs.api.workers`) for program api, which TTIN/TTOU scale"
+        ),
+        "{text}"
+    );
 }
