@@ -113,20 +113,42 @@ pub fn event(level: Level, event: &str, message: &str, fields: &[(&str, Value)])
 
 /// A child's whole lines (`--log-prefix`), never dropped.
 pub fn relay(stream: Stream, bytes: Vec<u8>) {
-    with_sink(stream, |s| {
+    let broke = with_sink(stream, |s| {
         if s.broken {
-            return;
+            return false;
         }
         s.flush();
+        if s.broken {
+            return true;
+        }
         if s.queue.is_empty() {
             match s.write(&bytes) {
-                Wrote::All | Wrote::Broken => return,
-                Wrote::Part(n) => return s.enqueue(bytes[n..].to_vec(), true),
-                Wrote::Later => {}
+                Wrote::All => {}
+                Wrote::Broken => return true,
+                Wrote::Part(n) => s.enqueue(bytes[n..].to_vec(), true),
+                Wrote::Later => s.enqueue(bytes, true),
             }
+        } else {
+            s.enqueue(bytes, true);
         }
-        s.enqueue(bytes, true);
+        s.broken
     });
+    if broke {
+        said_broken(stream);
+    }
+}
+
+/// Says once, on stderr, that the children's stdout lines go nowhere
+/// from now on (a stderr that broke cannot say it).
+fn said_broken(stream: Stream) {
+    if stream == Stream::Out {
+        event(
+            Level::Warn,
+            "stdout_closed",
+            "stdout is closed (nobody reads it): the children's stdout lines are dropped from now on",
+            &[],
+        );
+    }
 }
 
 /// Whether `stream`'s queue takes more relayed lines now; a broken one
@@ -197,10 +219,15 @@ pub fn backlog_fd(stream: Stream) -> Option<RawFd> {
 /// called by the event loop when the fd is writable. Returns whether
 /// lines remain.
 pub fn drain(stream: Stream) -> bool {
-    with_sink(stream, |s| {
+    let (left, broke) = with_sink(stream, |s| {
+        let was = s.broken;
         s.flush();
-        !s.queue.is_empty() && !s.broken
-    })
+        (!s.queue.is_empty() && !s.broken, s.broken && !was)
+    });
+    if broke {
+        said_broken(stream);
+    }
+    left
 }
 
 /// Before the init exits: a last chance, bounded by `within`, for the

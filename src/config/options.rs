@@ -1206,7 +1206,7 @@ mod tests {
         assert!(
             t.starts_with(
                 "Every option except --config, --dry-run, --json, --probe, --status, --reload, \
-                 --scale and --stop is also a key"
+                 --scale, --program and --stop is also a key"
             ),
             "{t}"
         );
@@ -1216,7 +1216,7 @@ mod tests {
         );
         assert!(
             t.contains(
-                "--probe, --status, --reload, --scale and --stop have no environment variable"
+                "--probe, --status, --reload, --scale, --program and --stop have no environment variable"
             ),
             "{t}"
         );

@@ -729,3 +729,80 @@ fn without_web_the_program_that_listens_is_the_one_scaled() {
         "{text}"
     );
 }
+
+#[test]
+fn a_closed_stdout_is_said_once_and_blocks_no_worker() {
+    if !require_pid1() {
+        return;
+    }
+    use std::io::{BufRead, Read};
+    // `talker` writes without end; the reader of the init's stdout goes
+    // away after its first bytes.
+    let dir = setup("talker: sh -c 'while :; do echo talking; done'\n", "");
+    let mut child = clean_command("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", INIT])
+        .args(["--procfile", "Procfile", "--control", &dir.path("c.sock")])
+        .current_dir(&dir.0)
+        .env("PATH", path_with_demo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Whatever happens below, nothing of it outlives the test.
+    struct Reap(u32);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-9", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _reap = Reap(child.id());
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"talker.0 | talki");
+    drop(out);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let said =
+        "stdout is closed (nobody reads it): the children's stdout lines are dropped from now on";
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.ends_with(said)) {
+        seen.push(rx.recv_timeout(SLOW).expect("the closed stdout is said"));
+    }
+    // The talker goes on (its lines dropped, not held): its CPU time grows.
+    let cpu = || {
+        status_json(&dir)["programs"][0]["slots"][0]["worker"]["cpu_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = cpu();
+    wait_until("the talker to keep running", SLOW, || cpu() > before + 0.1);
+    // unshare itself does not pass TERM on: signal the init, its child.
+    let p = child.id();
+    let init: i32 = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .and_then(|k| k.parse().ok())
+        .expect("the init under unshare");
+    kill(init, 15);
+    let status = child.wait().unwrap();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.push(l);
+    }
+    assert_eq!(
+        seen.iter()
+            .filter(|l| l.contains("stdout is closed"))
+            .count(),
+        1,
+        "{seen:#?}"
+    );
+    assert!(status.success(), "{status:?}: {seen:#?}");
+}
