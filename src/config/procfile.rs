@@ -20,15 +20,7 @@ pub struct Entry {
     pub line: usize,
 }
 
-/// A program name: what a Procfile, a `[programs.NAME]` table and the
-/// log prefix accept.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+pub use crate::vocab::valid_program_name as valid_name;
 
 /// Parses the text; `Err` is (line, message).
 pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::json;
 use crate::status::Status;
-use crate::vocab::{Request, Scale, MAX_WORKERS_LIMIT};
+use crate::vocab::{valid_program_name, Request, Scale, MAX_WORKERS_LIMIT};
 
 pub const VERSION: u64 = 1;
 /// The longest request line accepted.
@@ -112,7 +112,7 @@ pub fn parse_request(line: &[u8]) -> Result<Ask, String> {
     let program = match m.get("program") {
         None => None,
         Some(p) => match p.as_str() {
-            Some(name) if crate::config::procfile::valid_name(name) => Some(name.to_string()),
+            Some(name) if valid_program_name(name) => Some(name.to_string()),
             _ => return Err("\"program\" is a program's name".into()),
         },
     };

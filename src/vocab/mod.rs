@@ -30,6 +30,6 @@ pub use user::{
     MAX_ID,
 };
 pub use words::{
-    parse_log_format, parse_ready, parse_restart, parse_workers, shell_join, LogFormat, ReadyMode,
-    RestartPolicy, Workers, MAX_WORKERS_LIMIT,
+    parse_log_format, parse_ready, parse_restart, parse_workers, shell_join, valid_program_name,
+    LogFormat, ReadyMode, RestartPolicy, Workers, MAX_WORKERS_LIMIT,
 };

@@ -129,6 +129,16 @@ pub fn shell_join(words: &[String]) -> String {
         .join(" ")
 }
 
+/// A program name: what a Procfile, a `[programs.NAME]` table, the log
+/// prefix and `--program` accept.
+pub fn valid_program_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
