@@ -164,11 +164,14 @@ fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
 
+/// What a target does with the bytes of one input.
+pub type Feed = fn(&[u8]);
+
 /// Every fuzz target: its name (the file `fuzz/fuzz_targets/NAME.rs` and
 /// the corpus directory `fuzz/corpus/NAME/`) and how it feeds raw bytes to
 /// its entry point. Bytes that are not UTF-8 are decoded lossily, so a
 /// mutation that breaks one character still reaches the parser.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Feed)] = &[
     ("config_file", |d| config_file(&text(d))),
     ("env_value", |d| {
         let [name, value] = split_input(d);
@@ -391,5 +394,79 @@ mod tests {
             run(name, b"x\0y\0z");
         }
         assert!(std::panic::catch_unwind(|| run("nothing", b"")).is_err());
+    }
+
+    /// The committed corpora (`fuzz/corpus/TARGET/`), replayed through
+    /// the same entry points the fuzzers drove, without cargo-fuzz: each
+    /// input libFuzzer kept for the coverage it reached runs again in
+    /// every test run.
+    mod corpora {
+        use std::path::{Path, PathBuf};
+
+        use super::super::{run, TARGETS};
+
+        fn fuzz_dir() -> PathBuf {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+        }
+
+        fn replay(target: &str) {
+            let dir = fuzz_dir().join("corpus").join(target);
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let mut n = 0;
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                if std::panic::catch_unwind(|| run(target, &data)).is_err() {
+                    panic!(
+                        "{} panics; reproduce with `cargo +nightly fuzz run {target} {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                n += 1;
+            }
+            assert!(
+                n >= 10,
+                "{}: {n} inputs, the corpus is missing",
+                dir.display()
+            );
+        }
+
+        macro_rules! replay {
+            ($($target:ident)*) => {
+                $(
+                    #[test]
+                    fn $target() {
+                        replay(stringify!($target));
+                    }
+                )*
+
+                /// Every target has a replay above, a fuzz target file and a
+                /// corpus, and every corpus belongs to a target.
+                #[test]
+                fn every_target_is_fuzzed_and_replayed() {
+                    let replayed = [$(stringify!($target)),*];
+                    let names: Vec<&str> = TARGETS.iter().map(|(n, _)| *n).collect();
+                    assert_eq!(replayed.as_slice(), names.as_slice());
+                    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+                    for name in &names {
+                        let file = fuzz_dir().join("fuzz_targets").join(format!("{name}.rs"));
+                        let text = std::fs::read_to_string(&file).unwrap();
+                        assert!(text.contains(&format!("run(\"{name}\", data)")), "{}", file.display());
+                        assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}");
+                    }
+                    for entry in std::fs::read_dir(fuzz_dir().join("corpus")).unwrap() {
+                        let name = entry.unwrap().file_name();
+                        assert!(names.iter().any(|n| *n == name), "{name:?} is no target");
+                    }
+                }
+            };
+        }
+
+        replay! {
+            config_file env_value durations_and_sizes wait_target listen_addr user_db
+            proc_self cgroup_files procfile control_request
+        }
     }
 }
