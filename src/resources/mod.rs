@@ -23,9 +23,9 @@
 //! cannot be located, becomes a warning. Every figure names the file and
 //! the cgroup level it came from, and `walks` records every file read.
 
-mod limits;
-mod locate;
-mod mounts;
+pub(crate) mod limits;
+pub(crate) mod locate;
+pub(crate) mod mounts;
 
 use std::fs::File;
 use std::io::{BufReader, ErrorKind};

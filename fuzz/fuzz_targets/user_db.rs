@@ -1,0 +1,7 @@
+//! `cinit::fuzzing`'s `user_db` target; the test suite replays its corpus
+//! through the same function (tests/fuzz_corpora.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| cinit::fuzzing::run("user_db", data));
