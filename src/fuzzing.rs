@@ -307,7 +307,7 @@ pub fn procfile(text: &str) {
     if let Ok(entries) = procfile::parse(text) {
         assert!(!entries.is_empty());
         for (i, e) in entries.iter().enumerate() {
-            assert!(procfile::valid_name(&e.name), "{e:?}");
+            assert!(vocab::valid_program_name(&e.name), "{e:?}");
             assert!(entries[..i].iter().all(|p| p.name != e.name), "{e:?} twice");
             assert!(!e.argv.is_empty(), "{e:?}");
             assert!(i == 0 || entries[i - 1].line < e.line, "{entries:?}");

@@ -237,7 +237,7 @@ pub static SETTINGS: &[Setting] = &[
         env: None,
         toml: false,
         kind: Kind::Scalar(|c, v| {
-            if !super::procfile::valid_name(v) {
+            if !crate::vocab::valid_program_name(v) {
                 return Err("a program's name: letters, digits, `-` and `_`".into());
             }
             c.program = Some(v.to_string());

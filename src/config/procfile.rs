@@ -10,6 +10,7 @@
 //! shell's children get the stop signal too.
 
 use super::words::split_command;
+use crate::vocab::valid_program_name;
 
 /// One line of a Procfile.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,8 +20,6 @@ pub struct Entry {
     /// 1-based, for messages.
     pub line: usize,
 }
-
-pub use crate::vocab::valid_program_name as valid_name;
 
 /// Parses the text; `Err` is (line, message).
 pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
@@ -38,7 +37,7 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
             ));
         };
         let name = name.trim();
-        if !valid_name(name) {
+        if !valid_program_name(name) {
             return Err((
                 line,
                 format!(

@@ -91,7 +91,7 @@ pub fn resolve(
         for (key, body) in entries {
             let name: &str = key.get_ref();
             let at = |k: &str| format!("programs.{name}.{k}");
-            if !procfile::valid_name(name) {
+            if !crate::vocab::valid_program_name(name) {
                 return Err(file.error(
                     key.span(),
                     &at(""),

@@ -415,9 +415,10 @@ impl Shell<'_> {
         };
         let program = match &ask.program {
             None => None,
+            // A single command is one program named "", which no name matches.
             Some(name) => match self.plan.programs.iter().position(|p| &p.name == name) {
-                Some(i) if self.plan.mode == Mode::Programs => Some(i),
-                _ => {
+                Some(i) => Some(i),
+                None => {
                     let names: Vec<&str> =
                         self.plan.programs.iter().map(|p| p.name.as_str()).collect();
                     let message = if self.plan.mode == Mode::Programs {

@@ -48,6 +48,18 @@ fn start(dir: &TempDir, extra: &[&str]) -> Running {
     )
 }
 
+/// `init --procfile Procfile --config cinit.toml EXTRA... --dry-run` in
+/// `dir`: the plan, nothing started.
+fn dry_run(dir: &TempDir, extra: &[&str]) -> std::process::Output {
+    Command::new(INIT)
+        .args(["--procfile", "Procfile", "--config", "cinit.toml"])
+        .args(extra)
+        .arg("--dry-run")
+        .current_dir(&dir.0)
+        .output()
+        .unwrap()
+}
+
 /// PATH with the directory of `cinit-demo` first.
 fn path_with_demo() -> String {
     let demo_dir = std::path::Path::new(DEMO).parent().unwrap();
@@ -485,18 +497,7 @@ fn the_plan_shows_the_programs_their_order_and_the_budget() {
          [programs.worker]\nafter = [\"web\"]\ngraceful_timeout = \"20s\"\n\
          [programs.clock]\nafter = [\"web\"]\ngraceful_timeout = \"3s\"\n",
     );
-    let out = Command::new(INIT)
-        .args([
-            "--procfile",
-            "Procfile",
-            "--config",
-            "cinit.toml",
-            "--dry-run",
-            "--json",
-        ])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
+    let out = dry_run(&dir, &["--json"]);
     assert!(out.status.success(), "{out:?}");
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["mode"], "programs");
@@ -517,17 +518,7 @@ fn the_plan_shows_the_programs_their_order_and_the_budget() {
     assert!(warned, "{}", plan["warnings"]);
     assert_eq!(programs[0]["listen"][0]["fd"], 3);
     assert_eq!(programs[1]["listen"].as_array().unwrap().len(), 0);
-    let text = Command::new(INIT)
-        .args([
-            "--procfile",
-            "Procfile",
-            "--config",
-            "cinit.toml",
-            "--dry-run",
-        ])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
+    let text = dry_run(&dir, &[]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("stop order  worker, clock, then web"),
@@ -558,17 +549,7 @@ fn bad_programs_are_refused_with_a_clear_message() {
     ];
     for (procfile, toml, message) in cases {
         let dir = setup(procfile, toml);
-        let out = Command::new(INIT)
-            .args([
-                "--procfile",
-                "Procfile",
-                "--config",
-                "cinit.toml",
-                "--dry-run",
-            ])
-            .current_dir(&dir.0)
-            .output()
-            .unwrap();
+        let out = dry_run(&dir, &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{procfile:?} {toml:?}: {err}");
         assert!(err.contains(message), "{procfile:?} {toml:?}: {err}");
@@ -596,12 +577,7 @@ fn bad_programs_are_refused_with_a_clear_message() {
 fn the_auto_program_is_sized_with_what_the_others_declare_set_aside() {
     let plan = |toml: &str| -> serde_json::Value {
         let dir = setup("web: cinit-demo serve\nq: cinit-demo sleep\n", toml);
-        let out = Command::new(INIT)
-            .args(["--procfile", "Procfile", "--config", "cinit.toml"])
-            .args(["--memory", "1GiB", "--cpus", "8", "--dry-run", "--json"])
-            .current_dir(&dir.0)
-            .output()
-            .unwrap();
+        let out = dry_run(&dir, &["--memory", "1GiB", "--cpus", "8", "--json"]);
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -625,12 +601,7 @@ fn the_auto_program_is_sized_with_what_the_others_declare_set_aside() {
         "web: cinit-demo serve\nq: cinit-demo sleep\n",
         &format!("{base}memory = \"200MiB\"\n"),
     );
-    let text = Command::new(INIT)
-        .args(["--procfile", "Procfile", "--config", "cinit.toml"])
-        .args(["--memory", "1GiB", "--cpus", "8", "--dry-run"])
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
+    let text = dry_run(&dir, &["--memory", "1GiB", "--cpus", "8"]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains(
@@ -715,12 +686,7 @@ fn without_web_the_program_that_listens_is_the_one_scaled() {
         "jobs: cinit-demo sleep\napi: cinit-demo serve\n",
         "[programs.api]\nlisten = [\"tcp://127.0.0.1:8000\"]\nworkers = 3\n",
     );
-    let out = Command::new(INIT)
-        .args(["--procfile", "Procfile", "--config", "cinit.toml"])
-        .arg("--dry-run")
-        .current_dir(&dir.0)
-        .output()
-        .unwrap();
+    let out = dry_run(&dir, &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(

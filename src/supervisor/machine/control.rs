@@ -62,17 +62,9 @@ impl Machine {
             Command::Reload | Command::Scale(_) => match self.phase {
                 Phase::Running => {
                     let p = program.unwrap_or(self.settings.scale_program);
-                    let prog = &self.programs[p];
-                    let idle = if prog.gave_up {
-                        Some("the program gave up (it is not critical): it stays stopped")
-                    } else if !prog.launched {
-                        Some("the program waits for the programs of its `after`")
-                    } else {
-                        None
-                    };
                     // A reload of every program passes over the idle ones.
                     let targeted = program.is_some() || matches!(command, Command::Scale(_));
-                    if let (Some(why), true) = (idle, targeted) {
+                    if let (Some(why), true) = (self.programs[p].idle(), targeted) {
                         out.push(refused(why));
                         return out;
                     }
@@ -92,11 +84,7 @@ impl Machine {
                             out.push(report(Report::Reloading {
                                 program: program.map(|p| self.settings.programs[p].name.clone()),
                             }));
-                            let all = 0..self.programs.len();
-                            out.extend(
-                                all.filter(|&p| program.is_none_or(|only| only == p))
-                                    .map(|program| Action::Replan { program }),
-                            );
+                            out.extend(self.replans(program));
                         }
                     }
                 }

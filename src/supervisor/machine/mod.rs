@@ -540,9 +540,7 @@ impl Machine {
                 Phase::Running => match sig {
                     Signal::HUP => {
                         let mut out = vec![report(Report::Reload)];
-                        out.extend(
-                            (0..self.programs.len()).map(|program| Action::Replan { program }),
-                        );
+                        out.extend(self.replans(None));
                         out
                     }
                     Signal::TTIN => self.scale_by(self.settings.scale_program, 1, now),

@@ -368,6 +368,18 @@ impl Program {
             .all(|s| s.finished.is_some() && s.replacement.is_none())
     }
 
+    /// Why none of its workers runs now and none may be started by a
+    /// reload or a scale: it gave up, or waits for its `after`.
+    pub fn idle(&self) -> Option<&'static str> {
+        if self.gave_up {
+            Some("the program gave up (it is not critical): it stays stopped")
+        } else if !self.launched {
+            Some("the program waits for the programs of its `after`")
+        } else {
+            None
+        }
+    }
+
     pub fn all_finished_cleanly(&self) -> bool {
         self.slots
             .iter()

@@ -15,15 +15,24 @@ use crate::supervisor::events::{Action, SlotId, Upstream};
 use crate::supervisor::report::{Report, Why};
 
 impl Machine {
+    /// A reload's re-plans: of `only`, or of every program that runs (one
+    /// not started yet starts with the new plan anyway; one that gave up
+    /// stays stopped).
+    pub(super) fn replans(&self, only: Option<usize>) -> Vec<Action> {
+        (0..self.programs.len())
+            .filter(|&p| only.map_or(self.programs[p].idle().is_none(), |o| o == p))
+            .map(|program| Action::Replan { program })
+            .collect()
+    }
+
     /// HUP's answer for one program: `count` is the re-planned worker
     /// count (None: keep).
     pub(super) fn reload(&mut self, p: usize, count: Option<u32>, now: Instant) -> Vec<Action> {
         if self.phase != Phase::Running || p >= self.programs.len() {
             return Vec::new();
         }
-        // A program not started yet starts with the new plan anyway; one
-        // that gave up stays stopped.
-        if !self.programs[p].launched || self.programs[p].gave_up {
+        // It may have gone idle since the re-plan was asked for.
+        if self.programs[p].idle().is_some() {
             return Vec::new();
         }
         let mut out = Vec::new();
